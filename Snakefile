@@ -1,0 +1,20 @@
+# CodeParrot from scratch: raw Python code -> clean dataset -> tokenizer -> GPT-2 -> evaluation.
+# `snakemake` runs the embedded default (config/config.yaml) through profiles/default;
+# `snakemake --profile profiles/slurm` is the full reproduction (config/codeparrot.yaml).
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/source.smk"
+include: "workflow/rules/clean.smk"
+include: "workflow/rules/tokenizer.smk"
+include: "workflow/rules/model.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/eval.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        "results/raw/manifest.json",

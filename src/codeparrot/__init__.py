@@ -1,0 +1,1 @@
+"""CodeParrot pipeline: the library behind every rule of the Snakemake workflow."""

@@ -1,0 +1,76 @@
+"""Config validation against the workflow's JSON schema, with readable messages.
+
+`snakemake.utils.validate` reports only the first error and does not fill defaults declared
+inside `$ref`'d section schemas, so the workflow uses this validator (same schema files, same
+JSON-schema draft, same referencing registry) instead.
+"""
+
+from pathlib import Path
+
+import jsonschema
+import yaml
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+
+
+class ConfigError(ValueError):
+    """A config value that the schema does not allow."""
+
+
+def _with_defaults(validator_class):
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for key, subschema in properties.items():
+                if "$ref" in subschema:
+                    subschema = validator._resolver.lookup(subschema["$ref"]).contents
+                if "default" in subschema:
+                    instance.setdefault(key, _copy(subschema["default"]))
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+
+
+def _copy(value):
+    return yaml.safe_load(yaml.safe_dump(value))
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    key = ".".join(str(p) for p in error.absolute_path) or "<top level>"
+    allowed = ""
+    if error.validator == "enum":
+        allowed = f"; allowed values: {', '.join(repr(v) for v in error.validator_value)}"
+    elif error.validator == "type":
+        allowed = f"; expected type: {error.validator_value}"
+    elif error.validator in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+        allowed = f"; {error.validator}: {error.validator_value}"
+    elif error.validator == "additionalProperties":
+        allowed = f"; allowed keys: {', '.join(sorted(error.schema.get('properties', {})))}"
+    return f"config key `{key}`: {error.message}{allowed}"
+
+
+def load_schema(schema_path: str | Path) -> tuple[dict, Registry]:
+    schema_path = Path(schema_path).resolve()
+
+    def retrieve(uri: str) -> Resource:
+        section = yaml.safe_load((schema_path.parent / Path(uri).name).read_text())
+        # A `$schema` in a section would make jsonschema switch to the stock validator there,
+        # which fills no defaults; the top-level file names the draft for all of them.
+        section.pop("$schema", None)
+        return Resource.from_contents(section, default_specification=DRAFT202012)
+
+    schema = yaml.safe_load(schema_path.read_text())
+    schema["$id"] = schema_path.as_uri()
+    return schema, Registry(retrieve=retrieve)
+
+
+def validate_config(config: dict, schema_path: str | Path) -> dict:
+    """Fill schema defaults into `config` in place, or raise ConfigError listing every problem by key."""
+    schema, registry = load_schema(schema_path)
+    filler = _with_defaults(jsonschema.Draft202012Validator)(schema, registry=registry)
+    errors = sorted(filler.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path])
+    if errors:
+        lines = "\n".join(f"  - {_describe(e)}" for e in errors)
+        raise ConfigError(f"Invalid configuration ({len(errors)} problem(s)); fix these keys and rerun:\n{lines}")
+    return config

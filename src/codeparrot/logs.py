@@ -1,0 +1,37 @@
+"""Rule scripts write what they print to their Snakemake log file and still show it live."""
+
+import contextlib
+import logging
+import sys
+from pathlib import Path
+
+
+class _Tee:
+    def __init__(self, *streams):
+        self.streams = streams
+
+    def write(self, text):
+        for stream in self.streams:
+            stream.write(text)
+        return len(text)
+
+    def flush(self):
+        for stream in self.streams:
+            stream.flush()
+
+    def isatty(self):
+        return False
+
+
+@contextlib.contextmanager
+def redirect_to_log(path: str):
+    """Tee stdout and stderr (progress bars, logging) into `path` for the duration of a rule."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", buffering=1) as log:
+        out, err = sys.stdout, sys.stderr
+        sys.stdout, sys.stderr = _Tee(out, log), _Tee(err, log)
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr, force=True)
+        try:
+            yield
+        finally:
+            sys.stdout, sys.stderr = out, err

@@ -1,0 +1,132 @@
+"""Raw shards: the one format every source writes.
+
+Gzipped newline-delimited JSON with the columns of the BigQuery export, named like BigQuery's
+exports (`file-000000000000.json.gz`, ...), plus `manifest.json` (counts, bytes, checksums).
+"""
+
+import gzip
+import hashlib
+import json
+import os
+from collections import Counter
+from pathlib import Path
+
+RAW_COLUMNS = ("repo_name", "path", "copies", "size", "content", "license")
+INT_COLUMNS = ("copies", "size")
+
+
+def shard_file_name(index: int) -> str:
+    return f"file-{index:012d}.json.gz"
+
+
+def normalise_record(record: dict) -> dict:
+    """Real BigQuery exports write INT64 columns as JSON strings; make them ints."""
+    for key in INT_COLUMNS:
+        value = record.get(key)
+        if isinstance(value, str):
+            record[key] = int(value)
+    return record
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def shard_entry(path: str | Path, records: int, content_bytes: int) -> dict:
+    path = Path(path)
+    return {
+        "file": path.name,
+        "records": records,
+        "content_bytes": content_bytes,
+        "file_bytes": path.stat().st_size,
+        "sha256": sha256_file(path),
+    }
+
+
+def write_manifest(path: str | Path, shards: list[dict], source: str, skipped: Counter | dict) -> dict:
+    manifest = {
+        "source": source,
+        "records": sum(s["records"] for s in shards),
+        "content_bytes": sum(s["content_bytes"] for s in shards),
+        "file_bytes": sum(s["file_bytes"] for s in shards),
+        "skipped": dict(sorted(dict(skipped).items())),
+        "shards": shards,
+    }
+    atomic_write_text(path, json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    tmp = Path(f"{path}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def read_manifest(path: str | Path) -> dict:
+    with open(path) as f:
+        return json.load(f)
+
+
+class RawShardWriter:
+    """Writes records into numbered shards of at most `shard_bytes` content bytes.
+
+    Output is byte-identical for the same records: gzip header without name or mtime, keys in
+    column order. Each shard is written to a temporary name and renamed when complete.
+    """
+
+    def __init__(self, out_dir: str | Path, shard_bytes: int):
+        self.out_dir = Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.shard_bytes = shard_bytes
+        self.shards: list[dict] = []
+        self._file = None
+
+    def _open(self):
+        self._path = self.out_dir / shard_file_name(len(self.shards))
+        self._raw = open(f"{self._path}.tmp", "wb")
+        self._file = gzip.GzipFile(filename="", mode="wb", fileobj=self._raw, mtime=0, compresslevel=6)
+        self._records = 0
+        self._bytes = 0
+
+    def _close(self):
+        self._file.close()
+        self._raw.close()
+        os.replace(f"{self._path}.tmp", self._path)
+        self.shards.append(shard_entry(self._path, self._records, self._bytes))
+        self._file = None
+
+    def write(self, record: dict) -> None:
+        if self._file is None:
+            self._open()
+        line = json.dumps({k: record[k] for k in RAW_COLUMNS}, ensure_ascii=False)
+        self._file.write(line.encode("utf-8") + b"\n")
+        self._records += 1
+        self._bytes += record["size"]
+        if self._bytes >= self.shard_bytes:
+            self._close()
+
+    def close(self) -> list[dict]:
+        if self._file is not None:
+            self._close()
+        return self.shards
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if exc[0] is None:
+            self.close()
+        elif self._file is not None:
+            self._file.close()
+            self._raw.close()
+
+
+def read_raw_records(path: str | Path):
+    """Yield the records of one well-formed raw shard, ints normalised."""
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        for line in f:
+            yield normalise_record(json.loads(line))

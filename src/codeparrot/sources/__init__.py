@@ -1,0 +1,1 @@
+"""Sources of raw Python files; each writes raw shards (see codeparrot.raw)."""

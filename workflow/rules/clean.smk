@@ -1,0 +1,1 @@
+# Stage: clean (see docs/architecture.md)

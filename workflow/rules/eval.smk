@@ -1,0 +1,1 @@
+# Stage: eval (see docs/architecture.md)

@@ -1,0 +1,1 @@
+# Stage: tokenizer (see docs/architecture.md)
