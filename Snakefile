@@ -1,8 +1,10 @@
 # CodeParrot from scratch: raw Python code -> clean dataset -> tokenizer -> GPT-2 -> evaluation.
 # `snakemake` runs the embedded default (config/config.yaml) through profiles/default;
 # `snakemake --profile profiles/slurm` is the full reproduction (config/codeparrot.yaml).
+import os
 
-configfile: "config/config.yaml"
+# Resolved beside this file, so `snakemake -d <dir>` runs the same default elsewhere.
+configfile: os.path.join(workflow.basedir, "config/config.yaml")
 
 
 include: "workflow/rules/common.smk"

@@ -1,0 +1,86 @@
+"""Map step: one raw shard -> its records with content hash, partitioned into hash buckets.
+
+Records with equal hashes land in the same bucket whichever shard they come from, so each
+bucket can be deduplicated on its own. One parquet file per shard, one row group per
+(batch, bucket), so a bucket job reads only its row groups (predicate pushdown on `bucket`).
+"""
+
+from collections import Counter
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from codeparrot.clean.records import BadLine, bucket_of, content_hash, open_quarantine, read_shard
+from codeparrot.clean.stats import counter_dict, write_stats
+
+PARTITION_SCHEMA = pa.schema([
+    ("repo_name", pa.string()),
+    ("path", pa.string()),
+    ("copies", pa.int64()),
+    ("size", pa.int64()),
+    ("content", pa.large_string()),
+    ("license", pa.string()),
+    ("hash", pa.string()),
+    ("bucket", pa.int32()),
+])
+
+
+def shard_name(path: str | Path) -> str:
+    return Path(path).name.removesuffix(".gz").removesuffix(".json")
+
+
+def _write_batch(writer: pq.ParquetWriter, rows: dict[str, list]) -> None:
+    table = pa.table(rows, schema=PARTITION_SCHEMA)
+    table = table.take(pc.sort_indices(table, [("bucket", "ascending"), ("hash", "ascending")]))
+    buckets = table["bucket"].to_numpy()
+    starts = [0] + [i for i in range(1, len(buckets)) if buckets[i] != buckets[i - 1]] + [len(buckets)]
+    for start, end in zip(starts, starts[1:]):
+        writer.write_table(table.slice(start, end - start))
+
+
+def partition_shard(
+    raw_path: str,
+    out_path: str,
+    quarantine_path: str,
+    stats_path: str,
+    num_buckets: int,
+    max_line_bytes: int = 8 << 20,
+    batch_bytes: int = 64 << 20,
+) -> dict:
+    """Hash and bucket every record of `raw_path`; quarantine the lines that are not records."""
+    shard = shard_name(raw_path)
+    rows = {name: [] for name in PARTITION_SCHEMA.names}
+    stats = {"shard": shard, "records_in": 0, "bytes_in": 0, "records_out": 0, "bytes_out": 0,
+             "quarantined": 0, "quarantined_by_reason": Counter()}
+    batch = 0
+    with pq.ParquetWriter(out_path, PARTITION_SCHEMA) as writer, open_quarantine(quarantine_path) as quarantine:
+        for item in tqdm(read_shard(raw_path, max_line_bytes), desc=f"partition {shard}", unit=" records", mininterval=5):
+            stats["records_in"] += 1
+            if isinstance(item, BadLine):
+                stats["bytes_in"] += len(item.raw)
+                stats["quarantined"] += 1
+                stats["quarantined_by_reason"][item.reason] += 1
+                quarantine.write(item.to_json(shard).encode("utf-8") + b"\n")
+                continue
+            size = len(item["content"].encode("utf-8")) if not item["content"].isascii() else len(item["content"])
+            stats["bytes_in"] += size
+            stats["records_out"] += 1
+            stats["bytes_out"] += size
+            digest = content_hash(item["content"])
+            for name in ("repo_name", "path", "copies", "size", "content", "license"):
+                rows[name].append(item[name])
+            rows["hash"].append(digest)
+            rows["bucket"].append(bucket_of(digest, num_buckets))
+            batch += size
+            if batch >= batch_bytes:
+                _write_batch(writer, rows)
+                rows = {name: [] for name in PARTITION_SCHEMA.names}
+                batch = 0
+        if rows["hash"] or stats["records_out"] == 0:
+            _write_batch(writer, rows)
+    stats["quarantined_by_reason"] = counter_dict(stats["quarantined_by_reason"])
+    write_stats(stats_path, stats)
+    return stats

@@ -1,0 +1,26 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+
+def run_snakemake(args, workdir=None, check=True, timeout=900, env=None):
+    """Run the project's Snakefile (in `workdir`, default the repo) and return the CompletedProcess."""
+    cmd = [*SNAKEMAKE, "-s", str(ROOT / "Snakefile")]
+    if workdir is not None:
+        cmd += ["-d", str(workdir)]
+    full_env = {**os.environ, **(env or {})}
+    proc = subprocess.run(cmd + list(args), cwd=workdir or ROOT, capture_output=True, text=True, timeout=timeout, env=full_env)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return proc
+
+
+@pytest.fixture
+def snakemake():
+    return run_snakemake
