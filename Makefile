@@ -23,7 +23,18 @@ run: venv
 test: venv test-deps
 	pytest
 
-test-deps:
+# The BigQuery emulator (local-bigquery) needs Python 3.13: its own venv, used by tests/emulators/.
+# --no-deps: the lock pins DuckDB 1.5.5, whose extensions exist as PyPI wheels (offline use).
+BIGQUERY_VENV := .venv-bigquery
+PYTHON313 ?= $(shell for p in python3.13 $(HOME)/.pyenv/versions/3.13*/bin/python3.13; do $$p -c '' 2>/dev/null && { echo $$p; break; }; done)
+
+test-deps: $(BIGQUERY_VENV)/.installed
+
+$(BIGQUERY_VENV)/.installed: tests/emulators/requirements-bigquery.lock
+	@test -n "$(PYTHON313)" || { echo "The BigQuery emulator needs Python 3.13: install it (e.g. pyenv install 3.13.0) or set PYTHON313=/path/to/python3.13"; exit 1; }
+	$(PYTHON313) -m venv $(BIGQUERY_VENV)
+	$(BIGQUERY_VENV)/bin/pip install --quiet --no-deps -r tests/emulators/requirements-bigquery.lock
+	touch $@
 
 lint: venv
 	snakemake --lint

@@ -16,7 +16,13 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/eval.smk"
 include: "workflow/rules/report.smk"
 
+# `snakemake --report report.html`: this text heads the report; the pages come from report.smk.
+report: "workflow/report/workflow.rst"
+
 
 rule all:
     input:
         "results/raw/manifest.json",
+        "results/dataset/README.md",
+        *dataset_push_targets(),
+        *REPORT_PAGES.values(),

@@ -24,3 +24,6 @@ def run_snakemake(args, workdir=None, check=True, timeout=900, env=None):
 @pytest.fixture
 def snakemake():
     return run_snakemake
+
+
+from train_fixtures import train_fixture  # noqa: E402,F401  (tiny model + corpus for tests/test_train*.py)

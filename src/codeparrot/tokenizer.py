@@ -133,6 +133,8 @@ def encode_batch(tokenizer, texts: list[str]) -> list[list[int]]:
 
 PROSE_SUFFIXES = {".md", ".rst", ".txt"}
 _FENCE = re.compile(r"^(```|~~~).*?^\1", re.M | re.S)
+# Indented blocks and doctest lines are code examples in Markdown/reST: not natural language.
+_CODE_LINE = re.compile(r"^(?: {4,}|\t|>>>|\.\.\.).*\n?", re.M)
 
 
 def default_prose_roots() -> list[str]:
@@ -147,8 +149,8 @@ def _is_prose_file(path: Path) -> bool:
 
 
 def prose_text(text: str) -> str | None:
-    """The text without fenced code blocks, if what is left reads like prose (mostly letters and spaces)."""
-    text = _FENCE.sub("", text)
+    """The text without its code examples, if what is left reads like prose (mostly letters and spaces)."""
+    text = _CODE_LINE.sub("", _FENCE.sub("", text))
     if len(text) < 500:
         return None
     letters = sum(c.isalpha() or c.isspace() for c in text)

@@ -70,7 +70,7 @@ write_configs() {
     fi
     mkdir -p /etc/slurm /var/lib/slurm/slurmctld /var/lib/slurm/slurmd /var/log/slurm
     # The plugin strips SLURM_* variables inside jobs, so slurm.conf must be at the default path.
-    cat >/etc/slurm/slurm.conf <<EOF
+    cat >/etc/slurm/slurm.conf.new <<EOF
 $MARKER
 ClusterName=$CLUSTER
 SlurmctldHost=$host
@@ -91,22 +91,26 @@ SlurmctldLogFile=/var/log/slurm/slurmctld.log
 SlurmdLogFile=/var/log/slurm/slurmd.log
 AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=localhost
+# Record GPUs in accounting so `sacct` shows which job got the (fake) GPU.
+AccountingStorageTRES=gres/gpu
 JobAcctGatherType=jobacct_gather/linux
 JobCompType=jobcomp/none
 ReturnToService=2
 MinJobAge=300
+# Jobs without --mem must not take the whole node's memory (they would run one at a time).
+DefMemPerCPU=512
 NodeName=$host CPUs=$cpus RealMemory=$mem_mb Gres=gpu:1 State=UNKNOWN
 PartitionName=${PARTITIONS[0]} Nodes=$host Default=YES MaxTime=INFINITE State=UP
 PartitionName=${PARTITIONS[1]} Nodes=$host MaxTime=INFINITE State=UP
 EOF
     # One device file per fake GPU.
-    cat >/etc/slurm/gres.conf <<EOF
+    cat >/etc/slurm/gres.conf.new <<EOF
 $MARKER
 NodeName=$host Name=gpu File=/dev/null
 EOF
     # slurmdbd runs as root and reaches MariaDB through its socket with unix_socket
     # authentication: no database password exists anywhere.
-    cat >/etc/slurm/slurmdbd.conf <<EOF
+    cat >/etc/slurm/slurmdbd.conf.new <<EOF
 $MARKER
 AuthType=auth/munge
 DbdHost=localhost
@@ -118,7 +122,9 @@ StorageHost=localhost
 StorageUser=root
 StorageLoc=slurm_acct_db
 EOF
-    chmod 600 /etc/slurm/slurmdbd.conf
+    chmod 600 /etc/slurm/slurmdbd.conf.new
+    # Replace atomically: SLURM clients running meanwhile never read a half-written file.
+    for f in slurm.conf gres.conf slurmdbd.conf; do mv /etc/slurm/$f.new /etc/slurm/$f; done
 }
 
 add_association() {

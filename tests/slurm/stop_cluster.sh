@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Stop exactly the daemons tests/slurm/start_cluster.sh started (newest first), by their pid files.
+# Stop the daemons tests/slurm/start_cluster.sh started (newest first), by their pid files.
+#   tests/slurm/stop_cluster.sh [LIST]   LIST: lines "name pidfile" (default: all it started)
 set -uo pipefail
 
 STATE_DIR=${CODEPARROT_SLURM_STATE:-/run/codeparrot-slurm}
-[[ -f $STATE_DIR/started ]] || exit 0
+LIST=${1:-$STATE_DIR/started}
+[[ -f $LIST ]] || exit 0
 
-tac "$STATE_DIR/started" | while read -r name pidfile; do
+tac "$LIST" | while read -r name pidfile; do
     [[ -s $pidfile ]] || continue
     pid=$(cat "$pidfile")
     kill -0 "$pid" 2>/dev/null || continue
@@ -14,4 +16,5 @@ tac "$STATE_DIR/started" | while read -r name pidfile; do
     for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
     kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
 done
-rm -f "$STATE_DIR/started"
+[[ $LIST == "$STATE_DIR/started" ]] && rm -f "$LIST"
+exit 0

@@ -1,1 +1,234 @@
-# Stage: clean (see docs/architecture.md)
+# Stage: clean (see docs/cleaning.md). A map-reduce over hash buckets:
+#   raw shard --clean_partition--> records with hash, bucketed --clean_bucket--> exact dedup + filters
+#   + decontamination + license --near_dedup_signatures--> band hashes --near_dedup_band--> edges
+#   --near_dedup_clusters--> clusters --clean_split--> data/{split}-0000X-of-0000N.parquet --dataset_card--> README.md
+from codeparrot.clean.filters import resolve_filters
+from codeparrot.clean.near_dedup import optimal_bands
+from codeparrot.clean.publish import split_file_name
+
+CLEAN = config["clean"]
+PUBLISH = config["publish"]
+NUM_BUCKETS = CLEAN["num_buckets"]
+BUCKETS = [f"{b:05d}" for b in range(NUM_BUCKETS)]
+CLEAN_FILTERS = resolve_filters(CLEAN["preset"], CLEAN["filters"])
+NEAR_DEDUP = CLEAN["near_dedup"]
+NEAR_BANDS, NEAR_ROWS = optimal_bands(
+    NEAR_DEDUP["threshold"], NEAR_DEDUP["num_perm"],
+    1 - NEAR_DEDUP["false_negative_weight"], NEAR_DEDUP["false_negative_weight"],
+)
+DATASET = "results/dataset"
+CARD_STATS = [f"results/stats/clean/{stage}.json" for stage in ("read", "exact_dedup_and_filters", "near_dedup", "split", "clean")]
+
+
+wildcard_constraints:
+    bucket=r"\d{5}",
+    band=r"\d{3}",
+    shard=r"[^/]+",
+
+
+def dataset_files(split):
+    """Published parquet files of one split (known at DAG-parse time: one per bucket)."""
+    return [f"{DATASET}/data/{split_file_name(split, b, NUM_BUCKETS)}" for b in range(NUM_BUCKETS)]
+
+
+def dataset_push_targets():
+    """What `rule all` needs for the optional push (nothing unless publish.repo_id is set)."""
+    return ["results/publish/dataset.json"] if PUBLISH["repo_id"] else []
+
+
+def partition_files(wildcards):
+    return expand("results/clean/partition/{shard}.parquet", shard=raw_shard_names())
+
+
+def partition_stats(wildcards):
+    return expand("results/stats/clean/partition/{shard}.json", shard=raw_shard_names())
+
+
+rule clean_partition:
+    input:
+        "results/raw/shards/{shard}.json.gz",
+    output:
+        parquet=temp("results/clean/partition/{shard}.parquet"),
+        quarantine="results/quarantine/{shard}.jsonl.gz",
+        stats="results/stats/clean/partition/{shard}.json",
+    params:
+        num_buckets=NUM_BUCKETS,
+        max_line_bytes=CLEAN["max_line_bytes"],
+        batch_bytes=CLEAN["batch_bytes"],
+    log:
+        "results/logs/clean_partition/{shard}.log",
+    threads: 1
+    resources:
+        mem_mb=lambda wc: 1000 + 6 * CLEAN["batch_bytes"] // 2**20,
+        runtime=lambda wc, input: 10 + int(input.size_mb // 20),
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../scripts/clean_partition.py"
+
+
+rule clean_bucket:
+    input:
+        partition_files,
+    output:
+        filtered="results/clean/filtered/bucket-{bucket}.parquet",
+        removed="results/clean/removed/bucket-{bucket}.parquet",
+        stats="results/stats/clean/bucket/bucket-{bucket}.json",
+    params:
+        bucket=lambda wc: int(wc.bucket),
+        seed=config["seed"],
+        filters=CLEAN_FILTERS,
+        decontaminate=CLEAN["decontaminate"],
+        license=CLEAN["license"],
+    log:
+        "results/logs/clean_bucket/bucket-{bucket}.log",
+    threads: 1
+    resources:
+        # One bucket is about 1/num_buckets of the (uncompressed) partitioned data.
+        mem_mb=lambda wc, input: 1500 + int(8 * input.size_mb / NUM_BUCKETS),
+        runtime=lambda wc, input: 10 + int(input.size_mb / NUM_BUCKETS / 5),
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../scripts/clean_bucket.py"
+
+
+rule near_dedup_signatures:
+    input:
+        "results/clean/filtered/bucket-{bucket}.parquet",
+    output:
+        signatures=temp("results/clean/near_dedup/signatures/bucket-{bucket}.parquet"),
+        stats="results/stats/clean/signatures/bucket-{bucket}.json",
+    params:
+        bucket=lambda wc: int(wc.bucket),
+        ngram=NEAR_DEDUP["ngram"],
+        num_perm=NEAR_DEDUP["num_perm"],
+        bands=NEAR_BANDS,
+        rows=NEAR_ROWS,
+        min_words=NEAR_DEDUP["min_words"],
+        seed=config["seed"],
+        batch_bytes=NEAR_DEDUP["batch_bytes"],
+    log:
+        "results/logs/near_dedup_signatures/bucket-{bucket}.log",
+    threads: 1
+    resources:
+        mem_mb=lambda wc, input: 1500 + int(3 * input.size_mb) + 40 * NEAR_DEDUP["batch_bytes"] // 2**20,
+        runtime=lambda wc, input: 10 + int(input.size_mb / 5),
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../scripts/near_dedup_signatures.py"
+
+
+rule near_dedup_band:
+    input:
+        expand("results/clean/near_dedup/signatures/bucket-{bucket}.parquet", bucket=BUCKETS),
+    output:
+        temp("results/clean/near_dedup/edges/band-{band}.parquet"),
+    params:
+        band=lambda wc: int(wc.band),
+    log:
+        "results/logs/near_dedup_band/band-{band}.log",
+    threads: 1
+    resources:
+        mem_mb=lambda wc, input: 1000 + int(input.size_mb / max(NEAR_BANDS, 1) * 4),
+        runtime=30,
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../scripts/near_dedup_band.py"
+
+
+rule near_dedup_clusters:
+    input:
+        edges=expand("results/clean/near_dedup/edges/band-{band:03d}.parquet", band=range(NEAR_BANDS)),
+        signatures=expand("results/clean/near_dedup/signatures/bucket-{bucket}.parquet", bucket=BUCKETS),
+    output:
+        clusters="results/clean/near_dedup/clusters.parquet",
+        stats="results/stats/clean/near_dedup/clusters.json",
+    log:
+        "results/logs/near_dedup_clusters.log",
+    threads: 1
+    resources:
+        mem_mb=lambda wc, input: 2000 + int(2 * input.size_mb),
+        runtime=60,
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../scripts/near_dedup_clusters.py"
+
+
+rule clean_split:
+    input:
+        filtered="results/clean/filtered/bucket-{bucket}.parquet",
+        clusters="results/clean/near_dedup/clusters.parquet" if NEAR_DEDUP["enabled"] else [],
+    output:
+        train=f"{DATASET}/data/train-{{bucket}}-of-{NUM_BUCKETS:05d}.parquet",
+        validation=f"{DATASET}/data/validation-{{bucket}}-of-{NUM_BUCKETS:05d}.parquet",
+        stats="results/stats/clean/split/bucket-{bucket}.json",
+    params:
+        bucket=lambda wc: int(wc.bucket),
+        seed=config["seed"],
+        validation_fraction=CLEAN["split"]["validation_fraction"],
+        split_by=CLEAN["split"]["by"],
+    log:
+        "results/logs/clean_split/bucket-{bucket}.log",
+    threads: 1
+    resources:
+        mem_mb=lambda wc, input: 1000 + int(4 * input.size_mb),
+        runtime=30,
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../scripts/clean_split.py"
+
+
+rule dataset_card:
+    input:
+        train=dataset_files("train"),
+        validation=dataset_files("validation"),
+        partition_stats=partition_stats,
+        bucket_stats=expand("results/stats/clean/bucket/bucket-{bucket}.json", bucket=BUCKETS),
+        signature_stats=expand("results/stats/clean/signatures/bucket-{bucket}.json", bucket=BUCKETS) if NEAR_DEDUP["enabled"] else [],
+        near_dedup_stats="results/stats/clean/near_dedup/clusters.json" if NEAR_DEDUP["enabled"] else [],
+        split_stats=expand("results/stats/clean/split/bucket-{bucket}.json", bucket=BUCKETS),
+    output:
+        card=f"{DATASET}/README.md",
+        stats=CARD_STATS,
+    params:
+        dataset_dir=DATASET,
+        stats_dir="results/stats/clean",
+        pretty_name=PUBLISH["pretty_name"],
+        settings={"seed": config["seed"], "clean": CLEAN},
+    log:
+        "results/logs/dataset_card.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../scripts/dataset_card.py"
+
+
+rule push_dataset:
+    input:
+        card=f"{DATASET}/README.md",
+        data=dataset_files("train") + dataset_files("validation"),
+    output:
+        "results/publish/dataset.json",
+    params:
+        dataset_dir=DATASET,
+        repo_id=PUBLISH["repo_id"],
+        revision=PUBLISH["revision"],
+    log:
+        "results/logs/push_dataset.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=120,
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../scripts/push_dataset.py"

@@ -1,1 +1,72 @@
-# Stage: train (see docs/architecture.md)
+# Stage: train (see docs/architecture.md). Pretraining with Accelerate: codeparrot.train.
+# results/train/checkpoints/ and results/train/tensorboard/ are not declared outputs on purpose:
+# Snakemake deletes declared outputs before a rerun, and the checkpoints are what a rerun
+# after a crash or a kill resumes from.
+
+TRAIN = config["train"]
+
+# Where the tokens come from: the pretokenized shards (their meta.json is written last) or the
+# published dataset, streamed (its card is written after every parquet file).
+TRAIN_DATA = {"tokens": "results/tokens/meta.json", "dataset": f"{DATASET}/README.md"}[TRAIN["data"]]
+
+
+def train_settings():
+    """codeparrot.train.TrainSettings for this run: every value the loop uses, passed as params."""
+    keys = ["data", "seq_length", "batch_size", "gradient_accumulation_steps", "max_steps",
+            "max_minutes", "learning_rate", "lr_scheduler", "warmup_steps", "weight_decay",
+            "adam_beta1", "adam_beta2", "max_grad_norm", "mixed_precision",
+            "gradient_checkpointing", "compile", "attn_implementation", "save_every", "keep_last",
+            "eval_every", "eval_sequences", "log_every", "num_of_sequences", "chars_per_token",
+            "peak_tflops", "run_name"]
+    settings = {key: TRAIN[key] for key in keys}
+    settings.update(
+        seed=config["seed"],
+        wandb_project=TRAIN["wandb"]["project"],
+        wandb_entity=TRAIN["wandb"]["entity"],
+        wandb_mode=TRAIN["wandb"]["mode"],
+        checkpoint_dir="results/train/checkpoints",
+        tensorboard_dir="results/train/tensorboard",
+    )
+    return settings
+
+
+rule train:
+    input:
+        model=INIT_MODEL_FILES,
+        data=TRAIN_DATA,
+    output:
+        model=directory("results/train/model"),
+        metrics="results/train/metrics.jsonl",
+    params:
+        settings=train_settings(),
+    log:
+        "results/logs/train.log",
+    threads: max(1, TRAIN["gpus"]) * 4
+    resources:
+        gpu=TRAIN["gpus"],
+        mem_mb=TRAIN["mem_mb"],
+        runtime=TRAIN["runtime_minutes"],
+    conda:
+        "../../envs/train.yaml"
+    script:
+        "../scripts/train.py"
+
+
+rule push_train_model:
+    """Optional: the trained model on the Hub, on a branch named after the run."""
+    input:
+        model="results/train/model",
+    output:
+        receipt="results/train/hub_push.json",
+    params:
+        repo_id=TRAIN["hub"]["repo_id"],
+        branch=TRAIN["run_name"],
+    log:
+        "results/logs/push_train_model.log",
+    resources:
+        mem_mb=1000,
+        runtime=60,
+    conda:
+        "../../envs/train.yaml"
+    script:
+        "../scripts/push_train_model.py"

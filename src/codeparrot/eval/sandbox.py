@@ -26,7 +26,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,11 +34,6 @@ from pathlib import Path
 SANDBOX_UID_BASE = 61000
 # Interpreter start-up (and unshare) happens before the program's own timer starts.
 STARTUP_GRACE_S = 2.0
-# Imported before the uid drop, in case the interpreter's library is unreadable for that uid
-# (e.g. a pyenv under /root): everything HumanEval's prompts, solutions and tests import, and more.
-PRELOAD = ("typing", "math", "re", "collections", "itertools", "functools", "string", "heapq",
-           "bisect", "hashlib", "random", "copy", "statistics", "fractions", "decimal",
-           "operator", "datetime", "json", "array", "cmath", "numbers", "dataclasses", "enum")
 
 
 class SandboxError(RuntimeError):
@@ -64,11 +58,6 @@ def report(message):
     os.write(fd, message.encode("utf-8", "replace")[:2000])
     os._exit(0)
 try:
-    for name in cfg["preload"]:
-        try:
-            __import__(name)
-        except ImportError:
-            pass
     if cfg["uid"] is not None:
         os.setgroups([])
         os.setgid(cfg["uid"])
@@ -77,10 +66,12 @@ try:
     os.chdir(workdir)
     mem = cfg["memory_mb"] << 20
     for limit, value in ((resource.RLIMIT_AS, mem), (resource.RLIMIT_DATA, mem),
-                         (resource.RLIMIT_CPU, cfg["cpu_s"]), (resource.RLIMIT_NPROC, cfg["max_processes"]),
+                         (resource.RLIMIT_NPROC, cfg["max_processes"]),
                          (resource.RLIMIT_FSIZE, cfg["max_file_mb"] << 20), (resource.RLIMIT_CORE, 0),
                          (resource.RLIMIT_NOFILE, cfg["max_open_files"])):
         resource.setrlimit(limit, (value, value))
+    # SIGXCPU at the soft limit (reported as a timeout), SIGKILL one second later.
+    resource.setrlimit(resource.RLIMIT_CPU, (cfg["cpu_s"], cfg["cpu_s"] + 1))
     with open("program.py", encoding="utf-8") as f:
         code = compile(f.read(), "program.py", "exec")
     devnull = os.open(os.devnull, os.O_WRONLY)
@@ -102,7 +93,7 @@ DENY = {"socket.__new__", "socket.connect", "socket.bind", "socket.sendto", "soc
         "socket.getaddrinfo", "socket.gethostbyname", "os.system", "os.exec", "os.posix_spawn",
         "os.spawn", "os.fork", "os.forkpty", "subprocess.Popen", "os.kill", "os.killpg",
         "ctypes.dlopen", "ctypes.dlsym", "ctypes.cdata", "resource.setrlimit", "resource.prlimit",
-        "os.putenv", "os.unsetenv", "pty.spawn", "webbrowser.open", "urllib.Request"}
+        "pty.spawn", "webbrowser.open", "urllib.Request"}
 WRITE_PATHS = {"os.remove", "os.rmdir", "os.rename", "os.truncate", "os.chmod", "os.chown", "os.link",
                "os.symlink", "os.mkdir", "os.utime", "os.chflags", "shutil.rmtree", "shutil.move",
                "shutil.copyfile", "os.chdir"}
@@ -146,12 +137,20 @@ except BaseException as e:
 
 @functools.lru_cache(maxsize=1)
 def capabilities() -> dict:
-    """What this machine allows: a network namespace and a uid drop need root (and `unshare`)."""
+    """What this machine allows: a network namespace and a uid drop need root (and `unshare`).
+
+    The uid drop also needs an interpreter whose library that uid can read (a pyenv under /root
+    is not): checked by importing a module in the sandbox; without it the guard and limits remain.
+    """
     root = os.geteuid() == 0
     unshare = shutil.which("unshare")
     netns = bool(root and unshare and subprocess.run(
         [unshare, "--net", "--", "true"], capture_output=True).returncode == 0)
-    return {"root": root, "netns": netns, "unshare": unshare, "drop_uid": root}
+    caps = {"root": root, "netns": netns, "unshare": unshare, "drop_uid": root}
+    if root:
+        probe = _run(caps, "import textwrap", Limits(timeout_s=10), slot=0)
+        caps["drop_uid"] = probe == "passed"
+    return caps
 
 
 def _read_roots() -> list[str]:
@@ -200,7 +199,10 @@ def run_program(program: str, limits: Limits = Limits(), slot: int = 0) -> str:
 
     `slot` picks the dedicated uid when root; two programs must never share a slot at once.
     """
-    caps = capabilities()
+    return _run(capabilities(), program, limits, slot)
+
+
+def _run(caps: dict, program: str, limits: Limits, slot: int) -> str:
     uid = SANDBOX_UID_BASE + slot if caps["drop_uid"] else None
     workdir = tempfile.mkdtemp(prefix="codeparrot-sandbox-")
     try:
@@ -210,8 +212,7 @@ def run_program(program: str, limits: Limits = Limits(), slot: int = 0) -> str:
             os.chown(Path(workdir, "program.py"), uid, uid)
         result_r, result_w = os.pipe()
         config = {
-            "result_fd": result_w, "uid": uid, "workdir": workdir, "preload": PRELOAD,
-            "read_roots": _read_roots(), "timeout_s": limits.timeout_s,
+            "result_fd": result_w, "uid": uid, "workdir": workdir, "read_roots": _read_roots(), "timeout_s": limits.timeout_s,
             "cpu_s": int(limits.timeout_s) + 1, "memory_mb": limits.memory_mb,
             "max_processes": limits.max_processes, "max_file_mb": limits.max_file_mb,
             "max_open_files": limits.max_open_files,
@@ -266,10 +267,9 @@ class SlotPool:
         for slot in range(workers):
             self._free.put(slot)
 
-    def run(self, program: str, limits: Limits) -> tuple[str, float]:
+    def run(self, program: str, limits: Limits) -> str:
         slot = self._free.get()
         try:
-            start = time.perf_counter()
-            return run_program(program, limits, slot), time.perf_counter() - start
+            return run_program(program, limits, slot)
         finally:
             self._free.put(slot)

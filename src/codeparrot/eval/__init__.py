@@ -1,0 +1,1 @@
+"""Evaluation: validation loss/perplexity, HumanEval generation, sandboxed execution, pass@k."""

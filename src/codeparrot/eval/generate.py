@@ -1,0 +1,161 @@
+"""HumanEval completions, sampled as in the original CodeParrot evaluation.
+
+Prompt = end-of-text token + problem prompt (left-truncated to leave room for the new tokens).
+Each batch holds copies of one prompt, so no padding is needed. Generation stops once every
+sequence of the batch has a stop string in its *generated* text; the completion is that text cut
+at the stop string. Every batch is seeded from (seed, problem, temperature, batch), so the
+samples do not depend on how many processes share the work.
+
+Runs under `accelerate launch` (codeparrot.launch): `python -m codeparrot.eval.generate --help`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from codeparrot.eval.humaneval import STOP_STRINGS, read_problems, truncate_at_stop
+
+
+def batch_seed(seed: int, task_index: int, temperature: float, batch: int) -> int:
+    return int(np.random.SeedSequence([seed, task_index, round(temperature * 1000), batch]).generate_state(1)[0])
+
+
+def prompt_ids(tokenizer, prompt: str, max_length: int) -> list[int]:
+    """End-of-text + the prompt's tokens, keeping the last ones when it is too long."""
+    ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    return [tokenizer.eos_token_id] + ids[-(max_length - 1):]
+
+
+class StopOnStrings:
+    """Marks a sequence done once its generated text (prompt excluded) holds a stop string."""
+
+    def __init__(self, tokenizer, prompt_length: int, stop_strings=STOP_STRINGS):
+        self.tokenizer, self.prompt_length, self.stop_strings = tokenizer, prompt_length, stop_strings
+
+    def __call__(self, input_ids: torch.Tensor, scores, **kwargs) -> torch.Tensor:
+        texts = self.tokenizer.batch_decode(input_ids[:, self.prompt_length:], skip_special_tokens=True)
+        return torch.tensor([any(s in t for s in self.stop_strings) for t in texts], device=input_ids.device)
+
+
+@torch.no_grad()
+def complete(model, tokenizer, prompt: str, temperature: float, top_p: float, n: int,
+             max_new_tokens: int, seed: int, stop_strings=STOP_STRINGS) -> tuple[list[str], int]:
+    """`n` completions of one prompt and the number of tokens generated."""
+    from transformers import StoppingCriteriaList
+
+    context = model.config.n_positions
+    if max_new_tokens >= context:
+        raise ValueError(f"eval.humaneval.max_new_tokens={max_new_tokens} leaves no room for the prompt "
+                         f"in the model's context of {context} tokens: lower it.")
+    ids = prompt_ids(tokenizer, prompt, context - max_new_tokens)
+    input_ids = torch.tensor([ids], device=model.device)
+    torch.manual_seed(seed)
+    sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p} if temperature > 0 else {
+        "do_sample": False}
+    output = model.generate(
+        input_ids, attention_mask=torch.ones_like(input_ids), max_new_tokens=max_new_tokens,
+        num_return_sequences=n, pad_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id,
+        stopping_criteria=StoppingCriteriaList([StopOnStrings(tokenizer, len(ids), stop_strings)]),
+        **sampling,
+    )
+    generated = output[:, len(ids):]
+    tokens = int((generated != tokenizer.eos_token_id).sum())
+    texts = tokenizer.batch_decode(generated, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+    return [truncate_at_stop(t, stop_strings) for t in texts], tokens
+
+
+def generate_for_problems(model, tokenizer, problems: list[tuple[int, dict]], temperatures: list[float],
+                          top_p: float, n_samples: int, max_new_tokens: int, batch_size: int, seed: int,
+                          progress=None) -> tuple[list[dict], int]:
+    """Sample lines for (task index, problem) pairs and the number of tokens generated."""
+    lines, tokens = [], 0
+    for index, problem in problems:
+        for temperature in temperatures:
+            for batch in range(math.ceil(n_samples / batch_size)):
+                n = min(batch_size, n_samples - batch * batch_size)
+                completions, count = complete(model, tokenizer, problem["prompt"], temperature, top_p, n,
+                                              max_new_tokens, batch_seed(seed, index, temperature, batch))
+                tokens += count
+                lines += [{"task_id": problem["task_id"], "temperature": temperature,
+                           "sample": batch * batch_size + i, "completion": c} for i, c in enumerate(completions)]
+            if progress is not None:
+                progress.update(1)
+    return lines, tokens
+
+
+def sort_key(line: dict) -> tuple:
+    return int(line["task_id"].split("/")[1]), line["temperature"], line["sample"]
+
+
+def main(argv: list[str] | None = None) -> None:
+    from accelerate import Accelerator
+    from tqdm.auto import tqdm
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, help="from_pretrained folder with model and tokenizer")
+    parser.add_argument("--output", required=True, help="JSONL of samples")
+    parser.add_argument("--temperatures", type=float, nargs="+", required=True)
+    parser.add_argument("--top-p", type=float, default=0.95)
+    parser.add_argument("--n-samples", type=int, required=True)
+    parser.add_argument("--max-new-tokens", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--max-problems", type=int, default=None, help="first N problems only")
+    args = parser.parse_args(argv)
+
+    accelerator = Accelerator()
+    tokenizer = AutoTokenizer.from_pretrained(args.model)
+    model = AutoModelForCausalLM.from_pretrained(args.model).to(accelerator.device).eval()
+    problems = list(enumerate(read_problems()))[:args.max_problems]
+    mine = problems[accelerator.process_index::accelerator.num_processes]
+    progress = tqdm(total=len(mine) * len(args.temperatures), desc=f"generate[{accelerator.process_index}]",
+                    unit="prompt", disable=not accelerator.is_local_main_process)
+    start = time.perf_counter()
+    lines, tokens = generate_for_problems(model, tokenizer, mine, args.temperatures, args.top_p, args.n_samples,
+                                          args.max_new_tokens, args.batch_size, args.seed, progress)
+    progress.close()
+    elapsed = time.perf_counter() - start
+    print(f"process {accelerator.process_index}: {len(lines)} samples, {tokens} tokens in {elapsed:.0f} s "
+          f"({tokens / max(elapsed, 1e-9):.0f} tokens/s)")
+
+    output = Path(args.output)
+    part = output.with_name(f"{output.name}.part{accelerator.process_index}")
+    part.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        parts = [output.with_name(f"{output.name}.part{i}") for i in range(accelerator.num_processes)]
+        merged = [json.loads(line) for p in parts for line in p.read_text().splitlines()]
+        tmp = output.with_name(output.name + ".tmp")
+        tmp.write_text("".join(json.dumps(line) + "\n" for line in sorted(merged, key=sort_key)))
+        os.replace(tmp, output)
+        for p in parts:
+            p.unlink()
+    accelerator.end_training()
+
+
+def generate_samples(model_dir: str, output: str, temperatures: list[float], top_p: float, n_samples: int,
+                     max_new_tokens: int, batch_size: int, seed: int, max_problems: int | None = None,
+                     num_processes: int = 1, mixed_precision: str = "no", log_path: str | None = None) -> None:
+    """The humaneval_generate rule: this module under `accelerate launch`, one process per GPU."""
+    from codeparrot.launch import run_accelerate
+
+    args = ["--model", model_dir, "--output", output, "--temperatures", *map(str, temperatures),
+            "--top-p", top_p, "--n-samples", n_samples, "--max-new-tokens", max_new_tokens,
+            "--batch-size", batch_size, "--seed", seed]
+    if max_problems is not None:
+        args += ["--max-problems", max_problems]
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
+    run_accelerate("codeparrot.eval.generate", args, num_processes, mixed_precision, log_path=log_path)
+
+
+if __name__ == "__main__":
+    main()

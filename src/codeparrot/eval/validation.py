@@ -1,0 +1,54 @@
+"""Mean loss and perplexity of a model over the validation split, deterministically.
+
+The validation tokens (results/tokens/validation) are one stream cut into windows of the model's
+context, read in order (no shuffling), so the same model and data always give the same number.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from codeparrot.raw import atomic_write_text
+from codeparrot.train import perplexity
+from codeparrot.train_data import TokenWindows
+
+
+@torch.no_grad()
+def validation_loss(model_dir: str | Path, tokens_dir: str | Path, output: str | Path,
+                    seq_length: int | None = None, max_sequences: int | None = None,
+                    batch_size: int = 8, split: str = "validation") -> dict:
+    """Mean token loss over the first `max_sequences` windows (all when None) and exp(loss)."""
+    from transformers import AutoModelForCausalLM
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    model = AutoModelForCausalLM.from_pretrained(model_dir).to(device).eval()
+    context = model.config.n_positions
+    seq_length = seq_length or context
+    if seq_length > context:
+        raise ValueError(f"eval.validation.seq_length={seq_length} exceeds the model's context ({context}): lower it")
+    windows = TokenWindows(tokens_dir, split, seq_length, seed=0, shuffle=False)
+    count = min(windows.num_windows, max_sequences or windows.num_windows)
+    total_loss, start = 0.0, time.perf_counter()
+    for first in tqdm(range(0, count, batch_size), desc="validation", unit="batch"):
+        batch = windows.next_batch(min(batch_size, count - first)).to(device)
+        # Every window is full length, so the mean of per-window means is the mean over tokens.
+        total_loss += model(input_ids=batch, labels=batch).loss.double().item() * len(batch)
+    loss = total_loss / count
+    result = {
+        "loss": loss, "perplexity": perplexity(loss), "sequences": count, "seq_length": seq_length,
+        "tokens": count * seq_length, "available_sequences": windows.num_windows, "split": split,
+        "model": str(model_dir), "device": device.type,
+    }
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
+    # json writes an overflowed perplexity as Infinity, which strict JSON readers refuse.
+    atomic_write_text(output, json.dumps({**result, "perplexity": result["perplexity"]
+                                          if result["perplexity"] != float("inf") else "inf"}, indent=2) + "\n")
+    print(f"validation loss {loss:.4f}, perplexity {result['perplexity']:.2f} over {count} sequences "
+          f"of {seq_length} tokens ({time.perf_counter() - start:.0f} s)")
+    return result

@@ -1,0 +1,444 @@
+"""Pretraining a GPT-2 on code with Accelerate: `python -m codeparrot.train --settings train.json`.
+
+Run under `accelerate launch` by `launch_training` (one process per GPU, or one CPU process).
+The loop: AdamW (no weight decay on biases and LayerNorm weights), linear warmup then cosine,
+gradient accumulation, clipping, mixed precision; every `save_every` optimizer steps an atomic
+checkpoint holding model, optimizer, scheduler, RNG states, data position and the metrics so
+far; a rerun resumes from the latest complete checkpoint without replaying the data.
+"""
+
+import ctypes
+import ctypes.util
+
+
+def _keep_freed_memory_in_process() -> None:
+    """Tell glibc not to serve big allocations with mmap (M_MMAP_MAX=0).
+
+    Every training step allocates and frees the same large activation buffers; with mmap each
+    one is a fresh page-faulted mapping. Keeping them on the heap is ~1.4x faster on CPU
+    (bench/bench_train.py measures it). Must run before torch allocates anything.
+    """
+    libc_name = ctypes.util.find_library("c")
+    if libc_name:
+        try:
+            ctypes.CDLL(libc_name).mallopt(-4, 0)  # M_MMAP_MAX = -4 in malloc.h
+        except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to tune
+            pass
+
+
+_keep_freed_memory_in_process()
+
+import argparse  # noqa: E402  (after the allocator tweak on purpose)
+import dataclasses  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+import os  # noqa: E402
+import shutil  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import torch  # noqa: E402
+
+SETTINGS_FILE = "train_settings.json"
+STATE_FILE = "trainer_state.json"  # written last into a checkpoint: its presence marks it complete
+METRICS_FILE = "metrics.jsonl"
+
+
+@dataclasses.dataclass
+class TrainSettings:
+    """Everything one training run needs; the `train` config section plus the paths of the rule."""
+
+    model_dir: str
+    data_dir: str
+    final_model_dir: str  # from_pretrained folder (model + tokenizer) written at the end
+    checkpoint_dir: str
+    tensorboard_dir: str
+    metrics_path: str
+    data: str = "tokens"  # "tokens" (pretokenized shards) or "dataset" (stream the Hub layout)
+    seed: int = 1
+    seq_length: int = 256
+    batch_size: int = 16  # sequences per process per micro-step
+    gradient_accumulation_steps: int = 1
+    max_steps: int = 100  # optimizer steps
+    max_minutes: float | None = None  # stop early (and save) after this long
+    learning_rate: float = 5e-4
+    lr_scheduler: str = "cosine"
+    warmup_steps: int = 10
+    weight_decay: float = 0.1
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    max_grad_norm: float = 1.0
+    mixed_precision: str = "no"
+    gradient_checkpointing: bool = False
+    compile: bool = False
+    attn_implementation: str = "sdpa"
+    save_every: int = 50
+    keep_last: int = 2
+    eval_every: int = 50
+    eval_sequences: int = 64
+    log_every: int = 10
+    num_of_sequences: int = 1024  # packing buffer, in sequences ("dataset" input)
+    chars_per_token: float = 3.6
+    peak_tflops: float | None = None  # per device; None = look up the GPU or measure a matmul
+    run_name: str = "codeparrot"
+    wandb_project: str | None = None
+    wandb_entity: str | None = None
+    wandb_mode: str = "offline"
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """AdamW groups: weight decay on everything but biases and LayerNorm weights."""
+    no_decay = set()
+    for module in model.modules():
+        if isinstance(module, torch.nn.LayerNorm):
+            no_decay.update(id(p) for p in module.parameters(recurse=False))
+    decay, rest = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (rest if name.endswith("bias") or id(p) in no_decay else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
+
+
+def flops_per_token(config, seq_length: int, num_params: int) -> float:
+    """Training FLOPs per token (forward + backward), as in PaLM appendix B: 6N + 12·L·d·T.
+
+    N counts every parameter that takes part in a matmul (the tied embedding does, as the LM
+    head; the position embedding is a lookup only). Recomputation by gradient checkpointing is
+    not counted, as usual for MFU.
+    """
+    n = num_params - config.n_positions * config.n_embd
+    return 6.0 * n + 12.0 * config.n_layer * config.n_embd * seq_length
+
+
+# Dense peak TFLOPs per GPU (vendor data sheets, SXM parts); matched on the device name.
+GPU_PEAK_TFLOPS = {
+    "H200": {"bf16": 989.0, "fp16": 989.0, "no": 67.0},
+    "H100": {"bf16": 989.0, "fp16": 989.0, "no": 67.0},
+    "A100": {"bf16": 312.0, "fp16": 312.0, "no": 19.5},
+    "L4": {"bf16": 121.0, "fp16": 121.0, "no": 30.3},
+    "A10": {"bf16": 125.0, "fp16": 125.0, "no": 31.2},
+}
+
+
+def peak_flops(device: torch.device, mixed_precision: str, configured_tflops: float | None) -> tuple[float, str]:
+    """Peak FLOP/s of one device and where the figure comes from."""
+    if configured_tflops:
+        return configured_tflops * 1e12, "config"
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        for key, peaks in GPU_PEAK_TFLOPS.items():
+            if key in name:
+                return peaks[mixed_precision] * 1e12, f"data sheet ({name})"
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mixed_precision, torch.float32)
+    return measure_matmul_flops(device, dtype), f"measured matmul ({device.type}, {dtype})"
+
+
+def measure_matmul_flops(device: torch.device, dtype: torch.dtype, n: int = 1024, seconds: float = 0.3) -> float:
+    """FLOP/s of a square matmul: the practical peak where no data sheet is known (CPUs)."""
+    generator = torch.Generator(device).manual_seed(0)  # leaves the global RNG (dropout) untouched
+    a = torch.randn(n, n, device=device, dtype=dtype, generator=generator)
+    b = torch.randn(n, n, device=device, dtype=dtype, generator=generator)
+    a @ b  # warm-up
+    calls, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ b
+        calls += 1
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+    return 2 * n**3 * calls / (time.perf_counter() - start)
+
+
+def perplexity(loss: float) -> float:
+    try:
+        return math.exp(loss)
+    except OverflowError:
+        return float("inf")
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoints
+
+
+def checkpoint_name(step: int) -> str:
+    return f"step-{step:08d}"
+
+
+def latest_checkpoint(checkpoint_dir: str | Path) -> Path | None:
+    """The newest complete checkpoint (one whose state file exists), or None."""
+    root = Path(checkpoint_dir)
+    complete = sorted(p for p in root.glob("step-*") if (p / STATE_FILE).exists()) if root.exists() else []
+    return complete[-1] if complete else None
+
+
+def save_checkpoint(accelerator, settings: TrainSettings, step: int, data, state: dict) -> Path:
+    """Write checkpoint `step` under a temporary name and rename it: never seen half-written."""
+    root = Path(settings.checkpoint_dir)
+    final = root / checkpoint_name(step)
+    tmp = root / f".tmp-{checkpoint_name(step)}"
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp))  # model, optimizer, scheduler, RNG of every process
+    torch.save(data.state_dict(), tmp / f"data_state_{accelerator.process_index}.pt")
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        if Path(settings.metrics_path).exists():
+            shutil.copy2(settings.metrics_path, tmp / METRICS_FILE)
+        (tmp / STATE_FILE).write_text(json.dumps(state, indent=2, sort_keys=True) + "\n")
+        shutil.rmtree(final, ignore_errors=True)  # a stale copy from a run that was cut short
+        os.replace(tmp, final)
+        old = sorted(p for p in root.glob("step-*") if (p / STATE_FILE).exists())
+        for path in old[: max(0, len(old) - settings.keep_last)]:
+            shutil.rmtree(path)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def restore_checkpoint(accelerator, settings: TrainSettings, path: Path, data) -> dict:
+    accelerator.load_state(str(path))
+    data.load_state_dict(torch.load(path / f"data_state_{accelerator.process_index}.pt", weights_only=False))
+    if accelerator.is_main_process:
+        # Metrics logged after this checkpoint by the interrupted run are dropped with it.
+        if (path / METRICS_FILE).exists():
+            shutil.copy2(path / METRICS_FILE, settings.metrics_path)
+        else:
+            Path(settings.metrics_path).unlink(missing_ok=True)
+    return json.loads((path / STATE_FILE).read_text())
+
+
+# ---------------------------------------------------------------------------------------------
+# Logging
+
+
+class MetricsLog:
+    """One JSON line per record in metrics.jsonl, plus TensorBoard and (if configured) W&B."""
+
+    def __init__(self, settings: TrainSettings, start_step: int, enabled: bool):
+        self.enabled = enabled
+        self.path = Path(settings.metrics_path)
+        self.writer = self.wandb_run = None
+        if not enabled:
+            return
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # purge_step drops events that a killed run wrote after the checkpoint we resume from.
+        self.writer = SummaryWriter(settings.tensorboard_dir, purge_step=start_step + 1 if start_step else None)
+        if settings.wandb_project:
+            import wandb
+
+            self.wandb_run = wandb.init(
+                project=settings.wandb_project, entity=settings.wandb_entity, name=settings.run_name,
+                id=settings.run_name, resume="allow", mode=settings.wandb_mode,
+                dir=str(self.path.parent), config=dataclasses.asdict(settings),
+            )
+
+    def log(self, step: int, record: dict) -> None:
+        if not self.enabled:
+            return
+        with open(self.path, "a") as f:
+            f.write(json.dumps({"step": step, **record}) + "\n")
+        for key, value in record.items():
+            if value is not None and math.isfinite(value):
+                self.writer.add_scalar(key, value, step)
+        if self.wandb_run is not None:
+            self.wandb_run.log(record, step=step)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        if self.wandb_run is not None:
+            self.wandb_run.finish()
+
+
+# ---------------------------------------------------------------------------------------------
+# Training
+
+
+def load_model(settings: TrainSettings):
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(settings.model_dir, attn_implementation=settings.attn_implementation)
+    if settings.seq_length > model.config.n_positions:
+        raise ValueError(f"train.seq_length={settings.seq_length} exceeds the model's context "
+                         f"(n_positions={model.config.n_positions}): lower train.seq_length")
+    if settings.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    model.config.use_cache = False  # no generation while training; saves memory
+    return model
+
+
+@torch.no_grad()
+def evaluate(accelerator, model, batches: list[torch.Tensor]) -> dict:
+    """Mean loss over the fixed validation subset of all processes and its perplexity."""
+    model.eval()
+    total = torch.zeros(2, device=accelerator.device)  # sum of losses, number of sequences
+    for batch in batches:
+        batch = batch.to(accelerator.device)
+        loss = model(input_ids=batch, labels=batch).loss
+        total += torch.stack([loss.float() * len(batch), torch.tensor(len(batch), device=accelerator.device)])
+    model.train()
+    total = accelerator.reduce(total, reduction="sum")
+    loss = (total[0] / total[1]).item()
+    return {"eval_loss": loss, "perplexity": perplexity(loss)}
+
+
+def train(settings: TrainSettings) -> None:
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from tqdm.auto import tqdm
+    from transformers import AutoTokenizer, get_scheduler
+
+    from codeparrot.train_data import open_source, validation_batches
+
+    started = time.perf_counter()
+    accelerator = Accelerator(gradient_accumulation_steps=settings.gradient_accumulation_steps,
+                              mixed_precision=settings.mixed_precision,
+                              step_scheduler_with_optimizer=False)  # we step it once per optimizer step
+    set_seed(settings.seed)
+    rank, world = accelerator.process_index, accelerator.num_processes
+
+    tokenizer = AutoTokenizer.from_pretrained(settings.model_dir)
+    model = load_model(settings)
+    num_params = sum(p.numel() for p in model.parameters())
+    optimizer = torch.optim.AdamW(param_groups(model, settings.weight_decay), lr=settings.learning_rate,
+                                  betas=(settings.adam_beta1, settings.adam_beta2))
+    scheduler = get_scheduler(settings.lr_scheduler, optimizer, num_warmup_steps=settings.warmup_steps,
+                              num_training_steps=settings.max_steps)
+    if settings.compile:
+        model = torch.compile(model)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    accelerator.register_for_checkpointing(scheduler)
+
+    def source(split: str, shuffle: bool):
+        return open_source(settings.data, settings.data_dir, split, settings.seq_length, settings.seed,
+                           rank, world, tokenizer, shuffle, settings.num_of_sequences, settings.chars_per_token)
+
+    data = source("train", shuffle=True)
+    eval_batches = validation_batches(source("validation", shuffle=False), settings.eval_sequences,
+                                      settings.batch_size)
+
+    step, tokens_seen = 0, 0
+    checkpoint = latest_checkpoint(settings.checkpoint_dir)
+    if checkpoint is not None:
+        state = restore_checkpoint(accelerator, settings, checkpoint, data)
+        step, tokens_seen = state["step"], state["tokens"]
+        accelerator.print(f"Resuming from {checkpoint} (optimizer step {step}, {tokens_seen:,} tokens)")
+    if accelerator.is_main_process and Path(settings.checkpoint_dir).exists():
+        for tmp in Path(settings.checkpoint_dir).glob(".tmp-*"):  # from a run killed while saving
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    metrics = MetricsLog(settings, step, accelerator.is_main_process)
+    tokens_per_step = settings.batch_size * settings.seq_length * settings.gradient_accumulation_steps * world
+    step_flops = flops_per_token(accelerator.unwrap_model(model).config, settings.seq_length, num_params) * tokens_per_step
+    peak, peak_source = peak_flops(accelerator.device, settings.mixed_precision, settings.peak_tflops)
+    accelerator.print(f"{num_params:,} parameters; {tokens_per_step:,} tokens per optimizer step on {world} "
+                      f"process(es); peak {peak / 1e12:.2f} TFLOP/s per device ({peak_source})")
+
+    def state() -> dict:
+        return {"step": step, "tokens": tokens_seen, "max_steps": settings.max_steps}
+
+    model.train()
+    progress = tqdm(total=settings.max_steps, initial=step, disable=not accelerator.is_main_process,
+                    desc="train", unit="step", dynamic_ncols=True)
+    loss_sum = torch.zeros((), device=accelerator.device)
+    window_start, window_steps = time.perf_counter(), 0
+    while step < settings.max_steps:
+        for _ in range(settings.gradient_accumulation_steps):
+            batch = data.next_batch(settings.batch_size).to(accelerator.device, non_blocking=True)
+            with accelerator.accumulate(model):
+                loss = model(input_ids=batch, labels=batch).loss
+                accelerator.backward(loss)
+                if accelerator.sync_gradients:
+                    grad_norm = accelerator.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            loss_sum += loss.detach()
+        lr = scheduler.get_last_lr()[0]  # the rate this step used
+        if not accelerator.optimizer_step_was_skipped:  # fp16 overflow: the step did not happen
+            scheduler.step()
+        step += 1
+        tokens_seen += tokens_per_step
+        window_steps += 1
+        progress.update(1)
+
+        if step % settings.log_every == 0 or step == settings.max_steps:
+            mean_loss = accelerator.reduce(loss_sum, reduction="mean").item() / (
+                settings.gradient_accumulation_steps * window_steps)
+            elapsed = time.perf_counter() - window_start
+            tokens_per_s = tokens_per_step * window_steps / elapsed
+            achieved = step_flops * window_steps / elapsed
+            metrics.log(step, {
+                "loss": mean_loss, "lr": lr, "grad_norm": float(grad_norm),
+                "tokens": tokens_seen, "tokens_per_s": tokens_per_s, "tflops": achieved / 1e12,
+                "mfu": achieved / (peak * world),
+            })
+            progress.set_postfix(loss=f"{mean_loss:.3f}", tok_s=f"{tokens_per_s:,.0f}", mfu=f"{achieved / (peak * world):.1%}")
+            loss_sum.zero_()
+            window_steps = 0
+            if settings.max_minutes is not None:
+                over = torch.tensor(float(time.perf_counter() - started > 60 * settings.max_minutes),
+                                    device=accelerator.device)
+                if accelerator.reduce(over, reduction="sum").item() > 0:  # every process stops together
+                    accelerator.print(f"train.max_minutes={settings.max_minutes} reached at step {step}")
+                    settings.max_steps = step
+        if step % settings.eval_every == 0 or step == settings.max_steps:
+            metrics.log(step, evaluate(accelerator, model, eval_batches))
+        if step % settings.save_every == 0 or step == settings.max_steps:
+            save_checkpoint(accelerator, settings, step, data, state())
+        window_start = time.perf_counter() if window_steps == 0 else window_start
+    progress.close()
+    save_final_model(accelerator, model, tokenizer, Path(settings.final_model_dir))
+    metrics.close()
+    accelerator.end_training()
+
+
+def save_final_model(accelerator, model, tokenizer, folder: Path) -> None:
+    """save_pretrained to a temporary folder, then rename: the output appears complete or not at all."""
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        tmp = folder.with_name(folder.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        accelerator.unwrap_model(model, keep_torch_compile=False).save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(tmp, folder)
+    accelerator.wait_for_everyone()
+
+
+# ---------------------------------------------------------------------------------------------
+# Entry points
+
+
+def launch_training(settings: dict, num_processes: int = 1, num_machines: int = 1, log_path: str | None = None) -> None:
+    """Write the run's settings next to its checkpoints and run this module under accelerate launch."""
+    from codeparrot.launch import run_accelerate
+
+    settings = TrainSettings(**settings)  # fails here, naming the key, on an unknown setting
+    Path(settings.checkpoint_dir).mkdir(parents=True, exist_ok=True)
+    path = Path(settings.checkpoint_dir) / SETTINGS_FILE
+    path.write_text(json.dumps(dataclasses.asdict(settings), indent=2, sort_keys=True) + "\n")
+    run_accelerate("codeparrot.train", ["--settings", str(path)], num_processes,
+                   settings.mixed_precision, num_machines, log_path)
+
+
+def push_train_model(model_dir: str, repo_id: str | None, branch: str, receipt_path: str) -> None:
+    """Upload the trained model to `repo_id` on branch `branch` and write the push receipt (JSON)."""
+    from codeparrot.hub import push_folder
+
+    if not repo_id:
+        raise ValueError("train.hub.repo_id is not set: set it to user/name in the config to push the model")
+    receipt = push_folder(model_dir, repo_id, "model", revision=branch)
+    Path(receipt_path).write_text(json.dumps(receipt, indent=2, sort_keys=True) + "\n")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--settings", required=True, help=f"JSON file of TrainSettings ({SETTINGS_FILE})")
+    args = parser.parse_args(argv)
+    train(TrainSettings(**json.loads(Path(args.settings).read_text())))
+
+
+if __name__ == "__main__":
+    main()

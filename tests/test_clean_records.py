@@ -1,0 +1,84 @@
+"""Bad input: every broken line is counted and quarantined with shard, line and reason; nothing is lost."""
+
+import gzip
+import json
+
+import pyarrow.parquet as pq
+import pytest
+
+from codeparrot.clean.partition import partition_shard
+from codeparrot.clean.records import content_hash, iter_gzip_lines
+
+GOOD = {"repo_name": "o/r", "path": "a.py", "copies": "3", "size": "2048",
+        "content": "def f(x):\n    return x\n" * 100, "license": "mit"}
+
+
+def line(**changes) -> bytes:
+    return json.dumps({**GOOD, **changes}).encode() + b"\n"
+
+
+def partition(tmp_path, raw_path):
+    stats = partition_shard(str(raw_path), str(tmp_path / "p.parquet"), str(tmp_path / "q.jsonl.gz"),
+                            str(tmp_path / "s.json"), num_buckets=3, max_line_bytes=1 << 20)
+    with gzip.open(tmp_path / "q.jsonl.gz", "rt") as f:
+        quarantine = [json.loads(l) for l in f]
+    return stats, quarantine, pq.read_table(tmp_path / "p.parquet")
+
+
+def test_each_kind_of_bad_line_is_quarantined(tmp_path):
+    big = b'{"content": "' + b"x" * (50 << 20) + b'"}\n'  # one 50 MB line
+    lines = [
+        line(path="ok1.py"),
+        b'{"repo_name": "o/r", "path": "broken.py", "content": "x\n',  # malformed JSON
+        line(path="latin1.py")[:-1].replace(b"def f", b"d\xe9f f") + b"\n",  # invalid UTF-8
+        line(path="binary.py", content="PK\x00\x03 binary"),  # NUL bytes
+        big,
+        json.dumps({"repo_name": "o/r", "path": "nocontent.py"}).encode() + b"\n",
+        b"\n",  # blank lines are not records
+        line(path="ok2.py"),
+    ]
+    raw = tmp_path / "file-000000000000.json.gz"
+    with gzip.open(raw, "wb") as f:
+        f.write(b"".join(lines))
+    stats, quarantine, table = partition(tmp_path, raw)
+
+    assert sorted(table["path"].to_pylist()) == ["ok1.py", "ok2.py"]
+    assert table["copies"].to_pylist() == [3, 3] and table["size"].to_pylist() == [2048, 2048]  # string ints fixed
+    reasons = {q["reason"]: q["line"] for q in quarantine}
+    assert reasons == {"malformed_json": 2, "invalid_utf8": 3, "nul_bytes": 4, "line_too_long": 5, "missing_columns": 6}
+    assert all(q["shard"] == "file-000000000000" for q in quarantine)
+    assert stats["records_in"] == 7 == stats["records_out"] + stats["quarantined"]
+    # Lossless: the quarantined bytes are the original line.
+    latin = next(q for q in quarantine if q["reason"] == "invalid_utf8")
+    assert latin["raw"].encode("utf-8", "surrogateescape") == lines[2][:-1]
+    assert len(next(q for q in quarantine if q["reason"] == "line_too_long")["raw"]) == len(big) - 1
+
+
+def test_truncated_gzip_keeps_what_came_before(tmp_path):
+    raw = tmp_path / "file-000000000001.json.gz"
+    data = gzip.compress(b"".join(line(path=f"f{i}.py", content=f"x_{i} = {i}\n" * 200) for i in range(50)))
+    raw.write_bytes(data[: len(data) * 2 // 3])
+    stats, quarantine, table = partition(tmp_path, raw)
+    assert table.num_rows >= 20
+    assert [q["reason"] for q in quarantine] == ["truncated_gzip"]
+    assert quarantine[0]["line"] == table.num_rows + 1
+    assert stats["records_in"] == table.num_rows + 1
+
+
+def test_concatenated_gzip_members_are_read(tmp_path):
+    raw = tmp_path / "file-000000000002.json.gz"
+    raw.write_bytes(gzip.compress(line(path="a.py")) + gzip.compress(line(path="b.py")))
+    assert [complete for _, complete in iter_gzip_lines(raw)] == [True, True]
+
+
+def test_unreadable_shard_fails_naming_the_file(tmp_path):
+    raw = tmp_path / "file-000000000003.json.gz"
+    raw.write_bytes(b"this is not gzip at all")
+    with pytest.raises(ValueError, match="file-000000000003.json.gz: not a readable gzip file"):
+        partition(tmp_path, raw)
+
+
+def test_hash_ignores_whitespace_only():
+    assert content_hash("def f(x):\n    return x\n") == content_hash("def  f(x):\n\treturn x")
+    assert content_hash("def f(x): return x") != content_hash("def f(y): return y")
+    assert content_hash("é = 1\u00a0") == content_hash("é=1")  # unicode whitespace, like str.split

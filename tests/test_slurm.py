@@ -1,0 +1,227 @@
+"""The SLURM path against a real single-node cluster (tests/slurm/start_cluster.sh, no mocks).
+
+Every workflow run goes through snakemake-executor-plugin-slurm with a profile derived from
+profiles/slurm: the shipped account and partition names, shrunk to the test node (2 CPUs, one
+fake GPU). Every call has a timeout, so a stuck cluster fails the test instead of hanging.
+"""
+
+import os
+import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT
+
+SLURM_TESTS = ROOT / "tests/slurm"
+PROFILE = ROOT / "profiles/slurm/config.yaml"
+STATE = Path(os.environ.get("CODEPARROT_SLURM_STATE", "/run/codeparrot-slurm"))
+SHIPPED = sorted((ROOT / "config").glob("*.yaml"))
+GPU_RULES = ("train", "validation_loss", "humaneval_generate")
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory):
+    """A running cluster: the one already up, or one started here and stopped afterwards."""
+    before = set(_lines(STATE / "started"))
+    proc = subprocess.run([SLURM_TESTS / "start_cluster.sh"], capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        pytest.fail(f"could not start the test SLURM cluster:\n{proc.stderr[-4000:]}")
+    ours = [line for line in _lines(STATE / "started") if line not in before]
+    yield
+    if ours:
+        started = tmp_path_factory.mktemp("slurm") / "started"
+        started.write_text("\n".join(ours) + "\n")
+        subprocess.run([SLURM_TESTS / "stop_cluster.sh", started], timeout=120, check=False)
+
+
+def derive_test_profile(folder: Path, configfile: Path, shrink: bool = True) -> Path:
+    """profiles/slurm with fast status checks and, if `shrink`, resources that fit the test node."""
+    profile = yaml.safe_load(PROFILE.read_text())
+    profile.update({
+        "configfile": str(configfile),
+        "jobs": 4,
+        "retries": 0,
+        "latency-wait": 5,
+        "max-threads": 2,
+        "slurm-init-seconds-before-status-checks": 2,
+        "slurm-keep-successful-logs": True,
+    })
+    if shrink:
+        profile["default-resources"].update(mem_mb=1000, runtime=15)
+        for resources in profile["set-resources"].values():
+            for multi_node in ("mpi", "tasks_per_node"):
+                resources.pop(multi_node, None)
+            resources.update(nodes=1, gpu=1, cpus_per_gpu=2, mem_mb=3000, runtime=15)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.yaml").write_text(yaml.safe_dump(profile, sort_keys=False))
+    return folder
+
+
+def run_on_slurm(snakefile: Path, workdir: Path, profile: Path, *args: str, timeout: int = 240):
+    """Run snakemake on the cluster; on timeout cancel this run's jobs and fail."""
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(snakefile), "-d", str(workdir),
+           "--profile", str(profile), "--verbose", *args]
+    try:
+        return subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as e:
+        queue = subprocess.run(["squeue", "-h", "-o", "%i %Z"], capture_output=True, text=True, timeout=30).stdout
+        ours = [line.split()[0] for line in queue.splitlines() if line.split()[1] == str(workdir)]
+        if ours:
+            subprocess.run(["scancel", *ours], timeout=30, check=False)
+        pytest.fail(f"snakemake on SLURM hung for {timeout}s; cancelled jobs {ours}\n{(e.stderr or b'')[-4000:]}")
+
+
+def output(proc) -> str:
+    return proc.stdout + proc.stderr
+
+
+def submitted_jobs(log: str) -> dict[str, list[str]]:
+    """SLURM job ids per rule, from the plugin's 'Job N has been submitted with SLURM jobid M' lines."""
+    rule_of = {jobid: rule for rule, jobid in re.findall(r"rule (\w+):\n(?:[^\n]*\n){0,12}?\s+jobid: (\d+)", log)}
+    jobs: dict[str, list[str]] = {}
+    for jobid, slurm_id in re.findall(r"Job (\d+) has been submitted with SLURM jobid (\d+)", log):
+        jobs.setdefault(rule_of[jobid], []).append(slurm_id)
+    return jobs
+
+
+def sacct(job_id: str, fields: str = "State") -> str:
+    proc = subprocess.run(["sacct", "-X", "-n", "-P", "-j", job_id, "-o", fields],
+                          capture_output=True, text=True, timeout=30, check=True)
+    return proc.stdout.strip()
+
+
+def sbatch_call(log: str, rule: str) -> str:
+    calls = [line.strip() for line in log.splitlines()
+             if line.strip().startswith("sbatch ") and f"--comment rule_{rule}" in line]
+    assert calls, f"no sbatch call for rule {rule} in the log"
+    return calls[0]
+
+
+@pytest.fixture
+def test_profile(tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text("{}\n")
+    return derive_test_profile(tmp_path / "profile", config)
+
+
+@pytest.mark.slow
+def test_gpu_rule_is_submitted_with_gpus_and_runs_on_the_fake_gpu(slurm_cluster, tmp_path, test_profile):
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    proc = run_on_slurm(SLURM_TESTS / "Snakefile", workdir, test_profile)
+    log = output(proc)
+    assert proc.returncode == 0, log[-4000:]
+
+    jobs = submitted_jobs(log)
+    assert set(jobs) == {"prepare", "train"}, jobs  # `all` runs locally, everything else via sbatch
+    for ids in jobs.values():
+        assert all(sacct(i) == "COMPLETED" for i in ids)
+
+    train_call = sbatch_call(log, "train")
+    assert "--gpus=1" in train_call and "-p gpu" in train_call and "-A codeparrot" in train_call
+    assert "--cpus-per-gpu=2" in train_call
+    assert "--gpus" not in sbatch_call(log, "prepare") and "-p cpu" in sbatch_call(log, "prepare")
+
+    record = (workdir / "train.txt").read_text()
+    assert "Partition=gpu" in record and "Account=codeparrot" in record
+    assert re.search(r"TRES=\S*gres/gpu=1", record), record
+    assert "CUDA_VISIBLE_DEVICES=0" in record  # the step really got the (fake) device
+    assert sacct(jobs["train"][0], "AllocTRES").count("gres/gpu=1") == 1
+
+
+@pytest.mark.slow
+def test_multi_node_launch_starts_one_accelerate_per_node_through_srun(slurm_cluster, tmp_path, test_profile):
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    proc = run_on_slurm(SLURM_TESTS / "Snakefile", workdir, test_profile, "ranks/done")
+    log = output(proc)
+    assert proc.returncode == 0, log[-4000:] + (workdir / "logs/launch_per_node.log").read_text()
+
+    slurm_id = submitted_jobs(log)["launch_per_node"][0]
+    assert "--ntasks-per-node=2" in sbatch_call(log, "launch_per_node")
+    ranks = sorted((workdir / "ranks").glob("probe.rank*.json"))
+    records = [yaml.safe_load(p.read_text()) for p in ranks]
+    assert sorted(r["RANK"] for r in records) == ["0", "1"]
+    for r in records:
+        assert r["WORLD_SIZE"] == "2" and r["SLURM_NODEID"] == "0" and r["SLURM_JOB_ID"] == slurm_id
+        assert r["MASTER_PORT"] == str(20000 + int(slurm_id) % 20000)
+        assert r["host"] == socket.gethostname()
+
+
+@pytest.mark.slow
+def test_failing_job_is_reported_failed_not_hung(slurm_cluster, tmp_path, test_profile):
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    proc = run_on_slurm(SLURM_TESTS / "Snakefile", workdir, test_profile, "never.txt", timeout=120)
+    log = output(proc)
+    assert proc.returncode != 0
+    slurm_id = submitted_jobs(log)["fails"][0]
+    assert f"SLURM-job '{slurm_id}' failed, SLURM status is: 'FAILED'" in log
+    assert sacct(slurm_id, "State,ExitCode") == "FAILED|3:0"
+
+
+@pytest.mark.slow
+def test_option_the_plugin_manages_is_refused_in_slurm_extra(slurm_cluster, tmp_path, test_profile):
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    proc = run_on_slurm(SLURM_TESTS / "Snakefile", workdir, test_profile, "bad.txt", timeout=120)
+    assert proc.returncode != 0
+    assert "The --memory option is not allowed in the 'slurm_extra' parameter" in output(proc)
+
+
+@pytest.mark.slow
+def test_shipped_train_request_is_refused_by_a_cluster_without_such_nodes(slurm_cluster, tmp_path):
+    """The unshrunk profile asks for 2 nodes x 8 GPUs; sbatch refuses and the plugin says why."""
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    (workdir / "prepare.txt").write_text("made before\n")
+    config = tmp_path / "config.yaml"
+    config.write_text("{}\n")
+    profile = derive_test_profile(tmp_path / "profile", config, shrink=False)
+    proc = run_on_slurm(SLURM_TESTS / "Snakefile", workdir, profile, "train.txt", timeout=120)
+    log = output(proc)
+    assert proc.returncode != 0
+    assert "SLURM sbatch failed. The error message was 'sbatch: error:" in log
+    call = sbatch_call(log, "train")
+    for flag in ("--nodes=2", "--gpus=16", "--ntasks-per-node=8", "--cpus-per-gpu=8", "--mem 480000",
+                 "-t 2880", "-p gpu", "-A codeparrot"):
+        assert flag in call, call
+
+
+def dry_run_resources(configfile: Path, workdir: Path, *targets: str) -> dict[str, dict[str, str]]:
+    """Resources per rule as `snakemake -n --profile profiles/slurm` prints them."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--profile", str(PROFILE.parent), "--configfile",
+         str(configfile), "-d", str(workdir), *targets],
+        cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, output(proc)[-4000:]
+    found = {}
+    for rule, resources in re.findall(r"(?:rule|checkpoint) (\w+):\n(?:[^\n]*\n)*?\s+resources: ([^\n]*)", proc.stdout + proc.stderr):
+        found[rule] = dict(item.split("=", 1) for item in resources.split(", "))
+    return found
+
+
+@pytest.mark.parametrize("configfile", SHIPPED, ids=lambda p: p.name)
+def test_dry_run_of_shipped_config_puts_every_job_on_slurm(configfile, tmp_path):
+    found = dry_run_resources(configfile, tmp_path)
+    jobs = {rule: r for rule, r in found.items() if rule != "all"}
+    assert jobs
+    for rule, resources in jobs.items():
+        assert resources["slurm_account"] == "codeparrot", rule
+        assert int(resources["runtime"]) > 0 and int(resources["mem_mb"]) > 0, rule
+        expected = "gpu" if rule in GPU_RULES else "cpu"
+        assert resources["slurm_partition"] == expected, rule
+    for rule in GPU_RULES:
+        if rule in jobs:  # in the DAG once the stages before it are wired into `rule all`
+            assert int(jobs[rule]["gpu"]) >= 1
+    if "train" in jobs:
+        assert jobs["train"]["nodes"] == "2" and jobs["train"]["gpu"] == "16" and jobs["train"]["mpi"] == "srun"

@@ -1,0 +1,237 @@
+"""The bigquery and gcs sources end to end: the project's own rules (export -> extract ->
+download) through Snakemake, against local BigQuery and GCS emulators started here.
+
+The emulator tables `bigquery-public-data.github_repos.{files,contents,licenses}` hold real
+Python sources (from this interpreter's standard library) and edge rows the CodeParrot SQL must
+leave out; the test asserts that exactly the right files arrive, byte for byte.
+"""
+
+import bisect
+import colorsys
+import gzip
+import json
+import json.decoder
+import json.scanner
+import keyword
+import os
+import subprocess
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import run_snakemake
+from emulators.services import fake_gcs, local_bigquery
+from source_fixtures import real_source
+
+from codeparrot.raw import read_raw_records
+from codeparrot.sources.bigquery import bigquery_client, check_scan_budget, export_bigquery
+from codeparrot.sources.gcs import ShardChecksumError, download_gcs
+
+BUCKET, PREFIX = "codeparrot-test", "exports/raw"
+
+
+def github_rows() -> tuple[list[dict], list[dict], list[dict], set]:
+    """(files, contents, licenses) rows and the (repo_name, path) pairs the SQL must select."""
+    umlauts = "# -*- coding: utf-8 -*-\n# Überprüfung der Farbräume — 色空間 ✓\n" + real_source(colorsys)
+    files = [  # (repo, path, content, binary, copies, selected)
+        ("psf/cpython", "Lib/textwrap.py", real_source(textwrap), False, 3, True),
+        ("psf/cpython", "Lib/json/decoder.py", real_source(json.decoder), False, 1, True),
+        ("psf/cpython", "Lib/json/scanner.py", real_source(json.scanner), False, 2, True),
+        ("psf/cpython", "Lib/bisect.py", real_source(bisect), False, 1, True),
+        ("intl/colors", "colorsys_intl.py", umlauts, False, 1, True),
+        ("edge/cases", "exactly_1kib.py", "x = 1\n" + "#" * (1024 - 7) + "\n", False, 1, True),
+        ("psf/cpython", "Lib/keyword_binary.py", real_source(keyword), True, 1, False),
+        ("edge/cases", "small.py", "print('hi')\n", False, 1, False),
+        ("edge/cases", "huge.py", "x = 0\n" * 174763, False, 1, False),  # 1 MiB + 2 bytes
+        ("edge/cases", "pkg/__init__.py", "", False, 5, False),
+        ("edge/cases", "README.txt", real_source(textwrap), False, 1, False),
+        ("no/license", "bisect_copy.py", real_source(bisect), False, 1, False),  # no license row: JOIN drops it
+    ]
+    file_rows, content_rows, selected = [], [], set()
+    for i, (repo, path, content, binary, copies, keep) in enumerate(files):
+        file_rows.append({"repo_name": repo, "path": path, "id": f"blob{i:03d}"})
+        content_rows.append({
+            "id": f"blob{i:03d}", "size": len(content.encode("utf-8")), "content": content,
+            "binary": binary, "copies": copies,
+        })
+        if keep:
+            selected.add((repo, path))
+    licenses = [
+        {"repo_name": "psf/cpython", "license": "python-2.0"},
+        {"repo_name": "intl/colors", "license": "mit"},
+        {"repo_name": "edge/cases", "license": "apache-2.0"},
+    ]
+    return file_rows, content_rows, licenses, selected
+
+
+def seed_github_repos(bigquery_url: str) -> tuple[dict, set]:
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import bigquery
+
+    client = bigquery.Client(project="bigquery-public-data", credentials=AnonymousCredentials(),
+                             client_options={"api_endpoint": bigquery_url})
+    client.create_dataset("bigquery-public-data.github_repos", exists_ok=True)
+    table = "`bigquery-public-data.github_repos.{}`".format
+    client.query_and_wait(f"CREATE TABLE {table('files')} (repo_name STRING, path STRING, id STRING)")
+    client.query_and_wait(f"CREATE TABLE {table('contents')} (id STRING, size INT64, content STRING, binary BOOL, copies INT64)")
+    client.query_and_wait(f"CREATE TABLE {table('licenses')} (repo_name STRING, license STRING)")
+    files, contents, licenses, selected = github_rows()
+    for name, rows in (("files", files), ("contents", contents), ("licenses", licenses)):
+        errors = client.insert_rows_json(f"bigquery-public-data.github_repos.{name}", rows)
+        assert not errors, errors
+    by_id = {c["id"]: c for c in contents}
+    license_of = {row["repo_name"]: row["license"] for row in licenses}
+    expected = {
+        (f["repo_name"], f["path"]): {
+            "content": by_id[f["id"]]["content"], "size": by_id[f["id"]]["size"],
+            "copies": by_id[f["id"]]["copies"], "license": license_of.get(f["repo_name"]),
+        }
+        for f in files
+    }
+    return expected, selected
+
+
+def run_source(workdir: Path, source: dict, env: dict) -> subprocess.CompletedProcess:
+    """The project's source rules through Snakemake, up to the raw data manifest."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    config = workdir / "test-config.yaml"
+    config.write_text(yaml.safe_dump({"source": source}))
+    args = ["--configfile", str(config), "--cores", "2", "results/raw/manifest.json"]
+    return run_snakemake(args, workdir=workdir, check=False, timeout=300, env=env)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """Seeded emulators, and the bigquery source run once through Snakemake."""
+    from google.cloud import storage
+
+    base = tmp_path_factory.mktemp("bigquery")
+    with fake_gcs(base) as (gcs_url, gcs_root), local_bigquery(base, gcs_url) as bq_url:
+        os.environ["STORAGE_EMULATOR_HOST"] = gcs_url
+        try:
+            storage.Client().create_bucket(BUCKET)
+            expected, selected = seed_github_repos(bq_url)
+            env = dict(os.environ, BIGQUERY_EMULATOR_HOST=bq_url)
+            workdir = base / "run"
+            source = {
+                "kind": "bigquery",
+                "bigquery": {"project": "test-project", "destination_table": "codeparrot.github_python",
+                             "maximum_bytes_billed": 10**9},
+                "gcs": {"bucket": BUCKET, "prefix": PREFIX, "workers": 2},
+            }
+            result = run_source(workdir, source, env)
+            assert result.returncode == 0, result.stderr[-5000:]
+            yield {"workdir": workdir, "env": env, "gcs_root": gcs_root, "expected": expected,
+                   "selected": selected, "base": base}
+        finally:
+            os.environ.pop("STORAGE_EMULATOR_HOST", None)
+
+
+def test_exactly_the_selected_files_arrive_byte_for_byte(exported):
+    raw = exported["workdir"] / "results/raw"
+    manifest = json.loads((raw / "manifest.json").read_text())
+    records = [r for shard in manifest["shards"] for r in read_raw_records(raw / "shards" / shard["file"])]
+    got = {(r["repo_name"], r["path"]): r for r in records}
+    assert len(records) == len(got) == manifest["records"]
+    assert set(got) == exported["selected"]
+    for key, record in got.items():
+        want = exported["expected"][key]
+        assert record["content"].encode("utf-8") == want["content"].encode("utf-8"), key
+        assert (record["size"], record["copies"], record["license"]) == (want["size"], want["copies"], want["license"])
+    assert manifest["content_bytes"] == sum(r["size"] for r in records)
+
+
+def test_downloaded_shards_are_the_bucket_objects(exported):
+    from google.cloud import storage
+
+    raw = exported["workdir"] / "results/raw"
+    blobs = list(storage.Client().list_blobs(BUCKET, prefix=PREFIX + "/"))
+    assert [b.name for b in blobs] == [f"{PREFIX}/file-000000000000.json.gz"]
+    for blob in blobs:
+        assert (raw / "shards" / blob.name.rsplit("/", 1)[1]).read_bytes() == blob.download_as_bytes(raw_download=True)
+    marker = json.loads((raw / "bigquery_export.json").read_text())
+    assert marker["table"] == "test-project.codeparrot.github_python"
+    assert marker["uri"] == f"gs://{BUCKET}/{PREFIX}/file-*.json.gz"
+    assert marker["rows"] == len(exported["selected"])
+    assert marker["query_job_id"] and marker["extract_job_id"]
+
+
+def test_rerun_skips_verified_shards(exported, tmp_path):
+    """A second download with the same cache downloads nothing: the cached shard is untouched."""
+    workdir = exported["workdir"]
+    cache = next((workdir / "results/cache/gcs").rglob("file-*.json.gz"))
+    before = cache.stat()
+    manifest = download_gcs(str(tmp_path / "shards"), str(tmp_path / "manifest.json"), BUCKET, PREFIX,
+                            cache_dir=str(cache.parent), workers=2, retry_timeout=10)
+    after = cache.stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    assert manifest["shards"] == json.loads((workdir / "results/raw/manifest.json").read_text())["shards"]
+
+
+def test_multi_shard_export_with_string_ints(exported, tmp_path):
+    """Real exports write INT64 as strings and span many shards: both survive, bytes unchanged."""
+    from google.cloud import storage
+
+    bucket = storage.Client().bucket(BUCKET)
+    sources = {name: real_source(module) for name, module in (("textwrap.py", textwrap), ("bisect.py", bisect), ("colorsys.py", colorsys))}
+    for index, (name, content) in enumerate(sorted(sources.items())):
+        line = json.dumps({"repo_name": "psf/cpython", "path": name, "copies": "2",
+                           "size": str(len(content.encode())), "content": content, "license": "python-2.0"})
+        bucket.blob(f"multi/file-{index:012d}.json.gz").upload_from_string(gzip.compress(line.encode() + b"\n", mtime=0))
+    bucket.blob("multi/_SUCCESS").upload_from_string(b"")  # not a shard: ignored
+    manifest = download_gcs(str(tmp_path / "shards"), str(tmp_path / "manifest.json"), BUCKET, "multi",
+                            cache_dir=str(tmp_path / "cache"), workers=3, retry_timeout=10)
+    assert [s["file"] for s in manifest["shards"]] == [f"file-{i:012d}.json.gz" for i in range(3)]
+    records = [r for s in manifest["shards"] for r in read_raw_records(tmp_path / "shards" / s["file"])]
+    assert {r["path"]: r["content"] for r in records} == sources
+    assert all(isinstance(r["size"], int) and r["copies"] == 2 for r in records)
+    for s in manifest["shards"]:
+        assert (tmp_path / "shards" / s["file"]).read_bytes() == bucket.blob(f"multi/{s['file']}").download_as_bytes(raw_download=True)
+
+
+def test_corrupted_shard_fails_the_gcs_rule(exported):
+    """Bytes changed in the bucket behind the object's back: the checksum check names the shard."""
+    from google.cloud import storage
+
+    bucket = storage.Client().bucket(BUCKET)
+    line = json.dumps({"repo_name": "a/b", "path": "x.py", "copies": 1, "size": 4, "content": "x=1\n", "license": None})
+    bucket.blob("corrupt/file-000000000000.json.gz").upload_from_string(gzip.compress(line.encode() + b"\n", mtime=0))
+    bucket.blob("corrupt/file-000000000001.json.gz").upload_from_string(gzip.compress(line.encode() + b"\n", mtime=0))
+    stored = exported["gcs_root"] / BUCKET / "corrupt" / "file-000000000001.json.gz"
+    with open(stored, "r+b") as f:  # flip one byte of the stored object; its metadata keeps the old crc32c
+        f.seek(12)
+        byte = f.read(1)
+        f.seek(12)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    workdir = exported["base"] / "corrupt-run"
+    source = {"kind": "gcs", "gcs": {"bucket": BUCKET, "prefix": "corrupt", "workers": 2}}
+    result = run_source(workdir, source, exported["env"])
+    assert result.returncode != 0
+    assert f"gs://{BUCKET}/corrupt/file-000000000001.json.gz: crc32c mismatch" in result.stderr
+    assert "file-000000000000.json.gz: crc32c" not in result.stderr
+    assert not (workdir / "results/raw/manifest.json").exists()
+    assert not list((workdir / "results/cache/gcs").rglob("file-000000000001.json.gz"))
+    with pytest.raises(ShardChecksumError, match="file-000000000001.json.gz: crc32c mismatch"):
+        download_gcs(str(workdir / "again"), str(workdir / "again.json"), BUCKET, "corrupt",
+                     cache_dir=str(workdir / "cache2"), workers=1, retry_timeout=10)
+
+
+def test_dry_run_budget_refuses_expensive_queries():
+    check_scan_budget(2_600_000_000_000, 3_000_000_000_000)
+    with pytest.raises(RuntimeError, match="maximum_bytes_billed"):
+        check_scan_budget(2_600_000_000_000, 1_000_000_000_000)
+
+
+def test_refusal_comes_before_any_query(exported, monkeypatch, capsys):
+    """Over budget (the emulator scans "0 bytes", so the budget is set below that): no table is written."""
+    from google.api_core.exceptions import NotFound
+
+    monkeypatch.setenv("BIGQUERY_EMULATOR_HOST", exported["env"]["BIGQUERY_EMULATOR_HOST"])
+    with pytest.raises(RuntimeError, match="would scan 0 bytes, above source.bigquery.maximum_bytes_billed"):
+        export_bigquery(str(exported["base"] / "refused.json"), BUCKET, "refused", destination_table="refused.github_python",
+                        project="test-project", maximum_bytes_billed=-1)
+    assert "dry run: the query would scan 0 bytes" in capsys.readouterr().out
+    with pytest.raises(NotFound):
+        bigquery_client("test-project").get_table("test-project.refused.github_python")
+    assert not (exported["base"] / "refused.json").exists()

@@ -1,0 +1,9 @@
+from codeparrot.clean.bucket import clean_bucket
+from codeparrot.logs import redirect_to_log
+
+with redirect_to_log(snakemake.log[0]):
+    p = snakemake.params
+    clean_bucket(
+        list(snakemake.input), p.bucket, snakemake.output.filtered, snakemake.output.removed, snakemake.output.stats,
+        seed=p.seed, filters=p.filters, decontaminate=p.decontaminate, license=p.license,
+    )

@@ -1,0 +1,7 @@
+from codeparrot.clean.near_dedup import cluster_duplicates
+from codeparrot.logs import redirect_to_log
+
+with redirect_to_log(snakemake.log[0]):
+    cluster_duplicates(
+        list(snakemake.input.edges), list(snakemake.input.signatures), snakemake.output.clusters, snakemake.output.stats
+    )

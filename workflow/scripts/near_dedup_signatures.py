@@ -1,0 +1,9 @@
+from codeparrot.clean.near_dedup import bucket_signatures
+from codeparrot.logs import redirect_to_log
+
+with redirect_to_log(snakemake.log[0]):
+    p = snakemake.params
+    bucket_signatures(
+        snakemake.input[0], p.bucket, snakemake.output.signatures, snakemake.output.stats, ngram=p.ngram,
+        num_perm=p.num_perm, bands=p.bands, rows=p.rows, min_words=p.min_words, seed=p.seed, batch_bytes=p.batch_bytes,
+    )
