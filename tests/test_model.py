@@ -69,3 +69,10 @@ def test_init_model_folder_loads_and_is_seeded(tokenizer_dir, tmp_path):
     init_model(tokenizer_dir, tmp_path / "c", tmp_path / "c.json", "tiny", 128, seed=2)
     weights = lambda d: (tmp_path / d / "model.safetensors").read_bytes()
     assert weights("a") == weights("b") != weights("c")
+
+
+def test_push_without_repo_id_says_which_key(tmp_path):
+    from codeparrot.model import push_model
+
+    with pytest.raises(ValueError, match="model.repo_id"):
+        push_model(tmp_path, None, tmp_path / "pushed.json")

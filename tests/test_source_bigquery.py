@@ -26,7 +26,7 @@ from source_fixtures import real_source
 
 from codeparrot.raw import read_raw_records
 from codeparrot.sources.bigquery import bigquery_client, check_scan_budget, export_bigquery
-from codeparrot.sources.gcs import ShardChecksumError, download_gcs
+from codeparrot.sources.gcs import ShardVerificationError, download_gcs
 
 BUCKET, PREFIX = "codeparrot-test", "exports/raw"
 
@@ -212,9 +212,19 @@ def test_corrupted_shard_fails_the_gcs_rule(exported):
     assert "file-000000000000.json.gz: crc32c" not in result.stderr
     assert not (workdir / "results/raw/manifest.json").exists()
     assert not list((workdir / "results/cache/gcs").rglob("file-000000000001.json.gz"))
-    with pytest.raises(ShardChecksumError, match="file-000000000001.json.gz: crc32c mismatch"):
+    with pytest.raises(ShardVerificationError, match="file-000000000001.json.gz: crc32c mismatch"):
         download_gcs(str(workdir / "again"), str(workdir / "again.json"), BUCKET, "corrupt",
                      cache_dir=str(workdir / "cache2"), workers=1, retry_timeout=10)
+
+
+def test_shard_that_is_not_gzipped_json_is_named(exported, tmp_path):
+    from google.cloud import storage
+
+    storage.Client().bucket(BUCKET).blob("broken/file-000000000000.json.gz").upload_from_string(b"<html>quota</html>")
+    with pytest.raises(ShardVerificationError, match=f"gs://{BUCKET}/broken/file-000000000000.json.gz: not a raw shard"):
+        download_gcs(str(tmp_path / "s"), str(tmp_path / "m.json"), BUCKET, "broken", cache_dir=str(tmp_path / "c"),
+                     workers=1, retry_timeout=10)
+    assert not list((tmp_path / "c").iterdir())
 
 
 def test_dry_run_budget_refuses_expensive_queries():

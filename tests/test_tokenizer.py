@@ -116,3 +116,13 @@ def test_report_compares_with_english_baseline(tokenizer_dir, dataset, tmp_path)
     assert len(report["first_merges"]) == len(report["last_merges"]) == 10
     assert report["merges"] == VOCAB - 257
     assert "| code (ours) |" in (tmp_path / "tokenizer.md").read_text()
+
+
+def test_baseline_text_is_prose_without_code_examples():
+    from codeparrot.tokenizer import prose_text
+
+    doc = ("This package is a library for the parsing of files. It is fast and it is small. " * 10
+           + "\n\n```python\nimport x\n```\n\n    indented = code()\n>>> doctest()\n")
+    text = prose_text(doc)
+    assert text is not None and "import" not in text and "indented" not in text and "doctest" not in text
+    assert prose_text("def f(x):\n    return {'a': [1, 2, 3]}\n" * 30) is None

@@ -3,6 +3,7 @@
 import contextlib
 import logging
 import sys
+import traceback
 from pathlib import Path
 
 
@@ -33,5 +34,9 @@ def redirect_to_log(path: str):
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr, force=True)
         try:
             yield
+        except BaseException:
+            # Keep the reason in the rule's log file, not only in Snakemake's terminal output.
+            traceback.print_exc(file=log)
+            raise
         finally:
             sys.stdout, sys.stderr = out, err

@@ -411,11 +411,17 @@ def save_final_model(accelerator, model, tokenizer, folder: Path) -> None:
 # Entry points
 
 
-def launch_training(settings: dict, num_processes: int = 1, num_machines: int = 1, log_path: str | None = None) -> None:
-    """Write the run's settings next to its checkpoints and run this module under accelerate launch."""
+def launch_training(settings: dict, num_processes: int = 1, num_machines: int = 1, log_path: str | None = None,
+                    threads: int | None = None) -> None:
+    """Write the run's settings next to its checkpoints and run this module under accelerate launch.
+
+    `threads` (the job's CPU cores, e.g. Snakemake's) are shared out as OpenMP threads per process.
+    """
     from codeparrot.launch import run_accelerate
 
     settings = TrainSettings(**settings)  # fails here, naming the key, on an unknown setting
+    if threads:
+        os.environ["OMP_NUM_THREADS"] = str(max(1, threads // num_processes))
     Path(settings.checkpoint_dir).mkdir(parents=True, exist_ok=True)
     path = Path(settings.checkpoint_dir) / SETTINGS_FILE
     path.write_text(json.dumps(dataclasses.asdict(settings), indent=2, sort_keys=True) + "\n")

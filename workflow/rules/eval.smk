@@ -7,10 +7,11 @@ EVAL = config["eval"]
 rule validation_loss:
     input:
         model="results/train/model",
-        tokens="results/tokens",
+        tokens_meta="results/tokens/meta.json",
     output:
         "results/eval/validation_loss.json",
     params:
+        tokens_dir="results/tokens",
         seq_length=EVAL["validation"]["seq_length"],
         max_sequences=EVAL["validation"]["max_sequences"],
         batch_size=EVAL["validation"]["batch_size"],

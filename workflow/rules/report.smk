@@ -4,7 +4,7 @@
 REPORT_PAGES = {
     "dataset": "results/report/dataset.html",
     "tokenizer": "results/report/tokenizer.html",
-    "model": "results/report/model.html",
+    "training": "results/report/training.html",
     "humaneval": "results/report/humaneval.html",
     "loss": "results/report/loss.svg",
     "throughput": "results/report/throughput.svg",
@@ -21,13 +21,12 @@ rule report_pages:
         validation="results/eval/validation_loss.json",
         pass_at_k="results/eval/humaneval_pass_at_k.json",
     output:
-        dataset=report(REPORT_PAGES["dataset"], caption="../report/dataset.rst", category="1. Data"),
-        tokenizer=report(REPORT_PAGES["tokenizer"], caption="../report/tokenizer.rst", category="2. Tokenizer"),
-        model=report(REPORT_PAGES["model"], caption="../report/model.rst", category="3. Model and training"),
-        loss=report(REPORT_PAGES["loss"], caption="../report/loss.rst", category="3. Model and training"),
-        throughput=report(REPORT_PAGES["throughput"], caption="../report/throughput.rst",
-                          category="3. Model and training"),
-        humaneval=report(REPORT_PAGES["humaneval"], caption="../report/humaneval.rst", category="4. HumanEval"),
+        dataset=report(REPORT_PAGES["dataset"], caption="../report/dataset.rst", category="Data"),
+        tokenizer=report(REPORT_PAGES["tokenizer"], caption="../report/tokenizer.rst", category="Tokenizer"),
+        training=report(REPORT_PAGES["training"], caption="../report/training.rst", category="Training"),
+        loss=report(REPORT_PAGES["loss"], caption="../report/loss.rst", category="Training"),
+        throughput=report(REPORT_PAGES["throughput"], caption="../report/throughput.rst", category="Training"),
+        humaneval=report(REPORT_PAGES["humaneval"], caption="../report/humaneval.rst", category="Evaluation"),
     log:
         "results/logs/report_pages.log",
     threads: 1

@@ -9,4 +9,5 @@ launch_training(
      "final_model_dir": snakemake.output.model, "metrics_path": snakemake.output.metrics},
     num_processes=max(1, snakemake.resources.gpu),
     log_path=snakemake.log[0],
+    threads=snakemake.threads,
 )

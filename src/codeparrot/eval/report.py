@@ -80,7 +80,7 @@ def tokenizer_page(report: dict) -> str:
                 table("Facts", ["", ""], facts))
 
 
-def model_page(model: dict, metrics: list[dict], validation: dict) -> str:
+def training_page(model: dict, metrics: list[dict], validation: dict) -> str:
     params = model["parameters"]
     shape = [["preset", model.get("preset")], ["layers / width / heads",
              f"{model['n_layer']} / {model['n_embd']} / {model['n_head']}"],
@@ -175,14 +175,14 @@ def _save(fig, path: str | Path) -> None:
 
 def build_report(clean_stats: str, near_dedup_stats: str, tokenizer_report: str, model_report: str,
                  metrics: str, validation: str, pass_at_k: str, out: dict[str, str]) -> None:
-    """Write the report pages named in `out` (keys: dataset, tokenizer, model, humaneval, loss, throughput)."""
+    """Write the report pages named in `out` (keys: dataset, tokenizer, training, humaneval, loss, throughput)."""
     rows = read_metrics(metrics)
     if not rows:
         raise ValueError(f"{metrics} is empty: the train stage logged nothing; rerun it (snakemake -R train)")
     pages = {
         "dataset": dataset_page(read_json(clean_stats), read_json(near_dedup_stats)),
         "tokenizer": tokenizer_page(read_json(tokenizer_report)),
-        "model": model_page(read_json(model_report), rows, read_json(validation)),
+        "training": training_page(read_json(model_report), rows, read_json(validation)),
         "humaneval": pass_at_k_page(read_json(pass_at_k)),
     }
     for name, text in pages.items():

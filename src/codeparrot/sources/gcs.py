@@ -28,8 +28,8 @@ from codeparrot.raw import atomic_write_text, read_raw_records, shard_entry, wri
 SHARD_NAME = re.compile(r"file-\d+\.json\.gz")
 
 
-class ShardChecksumError(RuntimeError):
-    """A downloaded shard does not match the checksum its bucket object declares."""
+class ShardVerificationError(RuntimeError):
+    """A downloaded shard does not match its object's checksum, or is not a raw shard."""
 
 
 def storage_client(project: str | None = None):
@@ -70,29 +70,31 @@ def file_checksums(path: Path) -> dict[str, str]:
 
 
 def verify_checksum(path: Path, blob) -> str:
-    """Raise ShardChecksumError unless the file matches the object's crc32c (else md5); return the crc32c."""
+    """Raise ShardVerificationError unless the file matches the object's crc32c (else md5); return the crc32c."""
     local = file_checksums(path)
     for kind, expected in (("crc32c", blob.crc32c), ("md5", blob.md5_hash)):
         if expected:
             if local[kind] != expected:
-                raise ShardChecksumError(
+                raise ShardVerificationError(
                     f"gs://{blob.bucket.name}/{blob.name}: {kind} mismatch (object says {expected}, "
                     f"downloaded bytes give {local[kind]}). The object is corrupted or changed during "
                     "the download: re-export or re-upload it, then rerun."
                 )
             return local["crc32c"]
-    raise ShardChecksumError(f"gs://{blob.bucket.name}/{blob.name} declares neither crc32c nor md5; cannot verify it.")
+    raise ShardVerificationError(f"gs://{blob.bucket.name}/{blob.name} declares neither crc32c nor md5; cannot verify it.")
 
 
-def count_shard(path: Path) -> tuple[int, int]:
-    """(records, content bytes) of a raw shard; a malformed line fails naming the shard."""
+def count_shard(path: Path, name: str) -> tuple[int, int]:
+    """(records, content bytes) of a raw shard; a malformed one fails naming the shard (`name`)."""
     records = content_bytes = 0
     try:
         for record in read_raw_records(path):
             records += 1
             content_bytes += record["size"]
     except (OSError, EOFError, ValueError, KeyError, TypeError) as error:
-        raise ValueError(f"{path.name}: not a raw shard of gzipped JSON lines with a `size` column ({error})") from error
+        raise ShardVerificationError(
+            f"{name}: not a raw shard of gzipped JSON lines with a `size` column ({error}); fix the export, then rerun."
+        ) from error
     return records, content_bytes
 
 
@@ -128,7 +130,7 @@ def fetch_shard(blob, cache_dir: Path, client=None, progress: tqdm | None = None
             if_generation_match=blob.generation, retry=retry_for(retry_timeout),
         )
         crc32c = verify_checksum(tmp, blob)
-        records, content_bytes = count_shard(tmp)
+        records, content_bytes = count_shard(tmp, f"gs://{blob.bucket.name}/{blob.name}")
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -188,10 +190,10 @@ def download_gcs(
                 try:
                     entry = future.result()
                     entries[entry["file"]] = entry
-                except (ShardChecksumError, ValueError) as error:
+                except ShardVerificationError as error:
                     errors.append(str(error))
     if errors:
-        raise ShardChecksumError(f"{len(errors)} of {len(blobs)} shard(s) failed verification:\n" + "\n".join(sorted(errors)))
+        raise ShardVerificationError(f"{len(errors)} of {len(blobs)} shard(s) failed verification:\n" + "\n".join(sorted(errors)))
     shards = [entries[name] for name in sorted(entries)]
     for entry in shards:
         _link(cache / entry["file"], out / entry["file"])
