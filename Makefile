@@ -18,6 +18,8 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 ## The whole DAG on the embedded default (config/config.yaml, profiles/default).
 run: venv
 	snakemake
+	snakemake --report report.html
+	@echo "Report: $(CURDIR)/report.html (open it in a browser)"
 
 ## Everything the tests need (services included), then the test suite.
 test: venv test-deps

@@ -188,7 +188,8 @@ def baseline_preprocess(records: list[dict], with_ratio_tokenizer: str | None) -
 
 
 def baseline_near_dedup(contents: list[str]) -> int:
-    """datasketch-style: sha1 per unigram, 256 (a*h+b) mod p permutations, LSH insert + greedy clusters."""
+    """The original's near dedup: unigram sets, datasketch-style MinHash (sha1 per token, 256
+    (a*h+b) mod p permutations, updated token by token), LSH at 0.85, greedy clusters."""
     prime, max_hash = np.uint64((1 << 61) - 1), np.uint64((1 << 32) - 1)
     rng = np.random.RandomState(1)
     a = rng.randint(1, prime, 256, dtype=np.uint64)
@@ -200,8 +201,10 @@ def baseline_near_dedup(contents: list[str]) -> int:
         tokens = {t for t in re.split(r"[^A-Za-z_0-9]", c) if t}
         if len(tokens) < 10:
             continue
-        hv = np.array([int.from_bytes(hashlib.sha1(t.encode()).digest()[:4], "little") for t in tokens], dtype=np.uint64)
-        sig = (((hv[:, None] * a + b) % prime) & max_hash).min(axis=0)
+        sig = np.full(256, max_hash, dtype=np.uint64)
+        for t in tokens:  # datasketch MinHash.update, as the original calls it: one token at a time
+            hv = np.uint64(int.from_bytes(hashlib.sha1(t.encode()).digest()[:4], "little"))
+            sig = np.minimum(sig, ((a * hv + b) % prime) & max_hash)
         keys = [sig[j * rows:(j + 1) * rows].tobytes() for j in range(bands)]
         candidates = {x for j, k in enumerate(keys) for x in tables[j].get(k, [])}
         if candidates:

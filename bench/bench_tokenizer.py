@@ -7,7 +7,8 @@ Corpus: real Python files of this environment (site-packages, sorted, first --mb
   fed one document at a time (the usual `yield text` iterator);
 - pretokenize: `pretokenize_file` (Rust `encode_batch` on a thread pool, packed shard) with
   1..N threads vs one-by-one `tokenizer(text)` calls of transformers on one core.
-Rayon sizes its pool once per process, so each thread count runs in a fresh subprocess.
+Rayon sizes its pool once per process, so each thread count runs in a fresh subprocess (timed
+inside it, after the imports). On a shared machine compare figures of the same run only.
 """
 
 import argparse
@@ -42,15 +43,21 @@ def megabytes(texts: list[str]) -> float:
     return sum(len(t.encode()) for t in texts) / 1e6
 
 
-def bench_training(texts: list[str], vocab: int) -> None:
+def bench_training(texts: list[str], vocab: int, repeats: int = 2) -> None:
+    """Best of `repeats` alternating runs (the machine is shared: take the least disturbed one)."""
     from codeparrot.tokenizer import train_bpe
 
     mb = megabytes(texts)
-    for name, batches in [("batches of 1000 (rule)", [texts[i:i + 1000] for i in range(0, len(texts), 1000)]),
-                          ("one document at a time", iter(texts))]:
-        start = time.perf_counter()
-        train_bpe(batches, vocab)
-        seconds = time.perf_counter() - start
+    feeds = {"batches of 1000 (rule)": lambda: [texts[i:i + 1000] for i in range(0, len(texts), 1000)],
+             "one document at a time": lambda: iter(texts)}
+    train_bpe([texts[:10]], 300)  # imports and thread pool start outside the timings
+    best = {name: float("inf") for name in feeds}
+    for _ in range(repeats):
+        for name, feed in feeds.items():
+            start = time.perf_counter()
+            train_bpe(feed(), vocab)
+            best[name] = min(best[name], time.perf_counter() - start)
+    for name, seconds in best.items():
         print(f"train vocab={vocab} {name:<24} {seconds:6.2f} s  {mb / seconds:6.2f} MB/s")
 
 

@@ -14,6 +14,15 @@ from codeparrot.eval.validation import validation_loss
 from codeparrot.train_data import TokenWindows
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """A tiny model runs fastest on one thread (and does not fight other jobs for the cores)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def tiny(train_fixture):
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -56,6 +65,13 @@ def test_generation_stops_at_stop_strings_of_the_generated_text_only(tiny):
     batch = torch.tensor([ids + tail + [tokenizer.eos_token_id] * (width - len(tail)), ids + done +
                           [tokenizer.eos_token_id] * (width - len(done))])
     assert stop(batch, None).tolist() == [False, True]
+
+
+def test_temperature_zero_is_greedy_and_repeats_one_completion(tiny):
+    model, tokenizer = tiny
+    completions, _ = complete(model, tokenizer, read_problems()[2]["prompt"], 0.0, 0.95, 3, 16, seed=1)
+    again, _ = complete(model, tokenizer, read_problems()[2]["prompt"], 0.0, 0.95, 1, 16, seed=99)
+    assert completions == again * 3
 
 
 def test_prompt_starts_with_eos_and_is_left_truncated(tiny):

@@ -5,6 +5,7 @@ profiles/slurm: the shipped account and partition names, shrunk to the test node
 fake GPU). Every call has a timeout, so a stuck cluster fails the test instead of hanging.
 """
 
+import json
 import os
 import re
 import socket
@@ -148,13 +149,16 @@ def test_multi_node_launch_starts_one_accelerate_per_node_through_srun(slurm_clu
 
     slurm_id = submitted_jobs(log)["launch_per_node"][0]
     assert "--ntasks-per-node=2" in sbatch_call(log, "launch_per_node")
-    ranks = sorted((workdir / "ranks").glob("probe.rank*.json"))
-    records = [yaml.safe_load(p.read_text()) for p in ranks]
-    assert sorted(r["RANK"] for r in records) == ["0", "1"]
-    for r in records:
-        assert r["WORLD_SIZE"] == "2" and r["SLURM_NODEID"] == "0" and r["SLURM_JOB_ID"] == slurm_id
-        assert r["MASTER_PORT"] == str(20000 + int(slurm_id) % 20000)
-        assert r["host"] == socket.gethostname()
+    nodes = [json.loads(p.read_text()) for p in (workdir / "ranks").glob("probe.node*.json")]
+    assert len(nodes) == 1  # one launcher per node of the job (this cluster has one)
+    (node,) = nodes
+    assert node["SLURM_NODEID"] == "0" and node["SLURM_JOB_ID"] == slurm_id
+    assert node["SLURM_STEP_ID"] == "0"  # started by srun in the job's first step, not by the batch script
+    launcher = node["launcher"]
+    rendezvous = {flag: launcher[launcher.index(flag) + 1]
+                  for flag in ("--num_machines", "--machine_rank", "--main_process_ip", "--main_process_port")}
+    assert rendezvous == {"--num_machines": "1", "--machine_rank": "0", "--main_process_ip": socket.gethostname(),
+                          "--main_process_port": str(20000 + int(slurm_id) % 20000)}
 
 
 @pytest.mark.slow
@@ -166,7 +170,9 @@ def test_failing_job_is_reported_failed_not_hung(slurm_cluster, tmp_path, test_p
     assert proc.returncode != 0
     slurm_id = submitted_jobs(log)["fails"][0]
     assert f"SLURM-job '{slurm_id}' failed, SLURM status is: 'FAILED'" in log
-    assert sacct(slurm_id, "State,ExitCode") == "FAILED|3:0"
+    state, exit_code = sacct(slurm_id, "State,ExitCode").split("|")
+    assert state == "FAILED" and exit_code != "0:0"
+    assert "failing on purpose" in (workdir / "logs/fails.log").read_text()
 
 
 @pytest.mark.slow
@@ -217,11 +223,14 @@ def test_dry_run_of_shipped_config_puts_every_job_on_slurm(configfile, tmp_path)
     assert jobs
     for rule, resources in jobs.items():
         assert resources["slurm_account"] == "codeparrot", rule
-        assert int(resources["runtime"]) > 0 and int(resources["mem_mb"]) > 0, rule
+        for size in ("runtime", "mem_mb"):  # <TBD>: computed from input sizes once the checkpoint ran
+            assert resources[size] == "<TBD>" or int(resources[size]) > 0, (rule, size)
         expected = "gpu" if rule in GPU_RULES else "cpu"
         assert resources["slurm_partition"] == expected, rule
-    for rule in GPU_RULES:
-        if rule in jobs:  # in the DAG once the stages before it are wired into `rule all`
-            assert int(jobs[rule]["gpu"]) >= 1
-    if "train" in jobs:
-        assert jobs["train"]["nodes"] == "2" and jobs["train"]["gpu"] == "16" and jobs["train"]["mpi"] == "srun"
+    assert set(GPU_RULES) <= set(jobs)
+    train = jobs["train"]
+    assert (train["nodes"], train["gpu"], train["tasks_per_node"], train["mpi"]) == ("2", "16", "8", "srun")
+    assert (train["cpus_per_gpu"], train["runtime"], train["mem_mb"]) == ("8", "2880", "480000")
+    assert jobs["humaneval_generate"]["gpu"] == "8" and jobs["validation_loss"]["gpu"] == "1"
+    for rule in ("validation_loss", "humaneval_generate"):
+        assert "nodes" not in jobs[rule] and "mpi" not in jobs[rule]  # one node, under the plugin's srun

@@ -1,6 +1,7 @@
 """The training loop on CPU: loss falls, exact resume after SIGKILL, gradient accumulation,
 optimizer groups, metrics and the final model."""
 
+import dataclasses
 import json
 import os
 import shutil
@@ -15,7 +16,8 @@ import torch
 from safetensors.torch import load_file
 
 from codeparrot.launch import accelerate_command, run_accelerate
-from codeparrot.train import SETTINGS_FILE, latest_checkpoint, launch_training, param_groups, perplexity
+from codeparrot.train import (SETTINGS_FILE, STATE_FILE, TrainSettings, check_resumable, latest_checkpoint,
+                              launch_training, param_groups, perplexity, push_train_model)
 
 
 @pytest.fixture(autouse=True)
@@ -63,6 +65,8 @@ def test_loss_falls_and_outputs_are_complete(train_fixture, tmp_path, data):
     fx = train_fixture
     run = tmp_path / "run"
     values = settings(fx, run, data=data, data_dir=str(fx.tokens if data == "tokens" else fx.dataset), max_steps=30)
+    if data == "dataset":  # W&B in offline mode: no network, files under the run folder
+        values.update(wandb_project="codeparrot-test", run_name="smoke")
     launch_training(values, num_processes=1, log_path=str(tmp_path / "train.log"))  # through accelerate launch
 
     records = metrics(run)
@@ -83,6 +87,8 @@ def test_loss_falls_and_outputs_are_complete(train_fixture, tmp_path, data):
     kept = sorted(p.name for p in (run / "checkpoints").glob("step-*"))
     assert kept == ["step-00000020", "step-00000030"]  # keep_last=2
     assert "Resuming" not in (tmp_path / "train.log").read_text()
+    if data == "dataset":
+        assert list((run / "wandb").glob("offline-run-*-smoke"))
 
 
 def test_sigkill_then_rerun_matches_an_uninterrupted_run(train_fixture, tmp_path):
@@ -147,6 +153,21 @@ def test_no_weight_decay_on_biases_and_layernorm(train_fixture):
     assert "transformer.ln_f.weight" in no_decay and "transformer.h.0.attn.c_attn.bias" in no_decay
     assert "transformer.h.0.attn.c_attn.weight" in {names[id(p)] for p in decay["params"]}
     assert len(decay["params"]) + len(rest["params"]) == len(list(model.parameters()))
+
+
+def test_checkpoint_of_other_settings_is_not_resumed(train_fixture, tmp_path):
+    old = TrainSettings(**settings(train_fixture, tmp_path))
+    checkpoint = tmp_path / "checkpoints" / "step-00000010"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / STATE_FILE).write_text(json.dumps({"step": 10, "tokens": 0, "settings": dataclasses.asdict(old)}))
+    check_resumable(dataclasses.replace(old, log_every=7, eval_every=3, max_minutes=1.0), checkpoint)
+    with pytest.raises(RuntimeError, match=r"learning_rate: 0.003 -> 0.001.*Delete .*checkpoints"):
+        check_resumable(dataclasses.replace(old, learning_rate=1e-3), checkpoint)
+
+
+def test_hub_push_without_repo_says_which_key_to_set(tmp_path):
+    with pytest.raises(ValueError, match="train.hub.repo_id"):
+        push_train_model(str(tmp_path), None, "codeparrot-tiny", str(tmp_path / "receipt.json"))
 
 
 def test_perplexity_overflow_is_inf():

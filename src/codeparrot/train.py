@@ -42,6 +42,10 @@ import torch  # noqa: E402
 SETTINGS_FILE = "train_settings.json"
 STATE_FILE = "trainer_state.json"  # written last into a checkpoint: its presence marks it complete
 METRICS_FILE = "metrics.jsonl"
+# Settings a resumed run may change: where and how often it reports, not what it computes.
+RESUMABLE_CHANGES = {"final_model_dir", "checkpoint_dir", "tensorboard_dir", "metrics_path", "max_minutes",
+                     "save_every", "keep_last", "eval_every", "log_every", "peak_tflops", "wandb_project",
+                     "wandb_entity", "wandb_mode"}
 
 
 @dataclasses.dataclass
@@ -195,7 +199,21 @@ def save_checkpoint(accelerator, settings: TrainSettings, step: int, data, state
     return final
 
 
+def check_resumable(settings: TrainSettings, path: Path) -> None:
+    """Refuse to continue a checkpoint made with other training settings (a changed config)."""
+    saved = json.loads((path / STATE_FILE).read_text()).get("settings", {})
+    current = dataclasses.asdict(settings)
+    changed = sorted(k for k in current.keys() - RESUMABLE_CHANGES if saved.get(k) != current[k])
+    if changed:
+        details = ", ".join(f"{k}: {saved.get(k)!r} -> {current[k]!r}" for k in changed)
+        raise RuntimeError(
+            f"The checkpoints in {path.parent} come from a run with other settings ({details}). "
+            f"Delete {path.parent} to train from scratch with the new settings, or restore the old values."
+        )
+
+
 def restore_checkpoint(accelerator, settings: TrainSettings, path: Path, data) -> dict:
+    check_resumable(settings, path)
     accelerator.load_state(str(path))
     data.load_state_dict(torch.load(path / f"data_state_{accelerator.process_index}.pt", weights_only=False))
     if accelerator.is_main_process:
@@ -337,14 +355,15 @@ def train(settings: TrainSettings) -> None:
                       f"process(es); peak {peak / 1e12:.2f} TFLOP/s per device ({peak_source})")
 
     def state() -> dict:
-        return {"step": step, "tokens": tokens_seen, "max_steps": settings.max_steps}
+        return {"step": step, "tokens": tokens_seen, "settings": dataclasses.asdict(settings)}
 
     model.train()
+    last_step = settings.max_steps  # earlier if train.max_minutes runs out
     progress = tqdm(total=settings.max_steps, initial=step, disable=not accelerator.is_main_process,
                     desc="train", unit="step", dynamic_ncols=True)
     loss_sum = torch.zeros((), device=accelerator.device)
     window_start, window_steps = time.perf_counter(), 0
-    while step < settings.max_steps:
+    while step < last_step:
         for _ in range(settings.gradient_accumulation_steps):
             batch = data.next_batch(settings.batch_size).to(accelerator.device, non_blocking=True)
             with accelerator.accumulate(model):
@@ -363,7 +382,7 @@ def train(settings: TrainSettings) -> None:
         window_steps += 1
         progress.update(1)
 
-        if step % settings.log_every == 0 or step == settings.max_steps:
+        if step % settings.log_every == 0 or step == last_step:
             mean_loss = accelerator.reduce(loss_sum, reduction="mean").item() / (
                 settings.gradient_accumulation_steps * window_steps)
             elapsed = time.perf_counter() - window_start
@@ -382,10 +401,10 @@ def train(settings: TrainSettings) -> None:
                                     device=accelerator.device)
                 if accelerator.reduce(over, reduction="sum").item() > 0:  # every process stops together
                     accelerator.print(f"train.max_minutes={settings.max_minutes} reached at step {step}")
-                    settings.max_steps = step
-        if step % settings.eval_every == 0 or step == settings.max_steps:
+                    last_step = step
+        if step % settings.eval_every == 0 or step == last_step:
             metrics.log(step, evaluate(accelerator, model, eval_batches))
-        if step % settings.save_every == 0 or step == settings.max_steps:
+        if step % settings.save_every == 0 or step == last_step:
             save_checkpoint(accelerator, settings, step, data, state())
         window_start = time.perf_counter() if window_steps == 0 else window_start
     progress.close()

@@ -1,11 +1,13 @@
-"""Started by `accelerate launch` in tests/test_slurm.py: record what one process sees."""
+"""Started by `accelerate launch` in tests/test_slurm.py: record what one node's process sees."""
 
 import json
 import os
 import socket
 import sys
+from pathlib import Path
 
-keys = ["RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "SLURM_NODEID", "SLURM_JOB_ID"]
-record = {key: os.environ.get(key) for key in keys} | {"host": socket.gethostname()}
-with open(f"{sys.argv[1]}.rank{os.environ['RANK']}.json", "w") as f:
-    json.dump(record, f)
+record = {key: os.environ.get(key) for key in ("SLURM_NODEID", "SLURM_JOB_ID", "SLURM_STEP_ID")}
+record["host"] = socket.gethostname()
+# The launcher that started this process, with the rendezvous arguments srun's shell expanded.
+record["launcher"] = Path(f"/proc/{os.getppid()}/cmdline").read_text().split("\0")[:-1]
+Path(f"{sys.argv[1]}.node{record['SLURM_NODEID']}.json").write_text(json.dumps(record))

@@ -83,6 +83,9 @@ SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 GresTypes=gpu
 SchedulerParameters=sched_interval=2
+# Refuse at submission what no partition can run (as production clusters do), instead of
+# leaving it pending forever.
+EnforcePartLimits=ALL
 SlurmctldPidFile=$STATE_DIR/slurmctld.pid
 SlurmdPidFile=$STATE_DIR/slurmd.pid
 StateSaveLocation=/var/lib/slurm/slurmctld

@@ -29,7 +29,8 @@ class Decontaminator:
 
     def __post_init__(self):
         if self.needles:
-            self._automaton = ahocorasick_rs.BytesAhoCorasick([n.text for n in self.needles])
+            self._automaton = ahocorasick_rs.BytesAhoCorasick(
+                [n.text for n in self.needles], implementation=ahocorasick_rs.Implementation.DFA)
 
     def match(self, stripped: bytes) -> str | None:
         """The source of the first needle found in whitespace-stripped content, or None."""

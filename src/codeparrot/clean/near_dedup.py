@@ -208,8 +208,9 @@ def union_find(edges: np.ndarray) -> dict:
 
 def cluster_duplicates(edge_paths: list[str], signature_paths: list[str], out_path: str, stats_path: str) -> dict:
     """Union-find over all band edges; each cluster keeps its smallest (repo_name, path)."""
-    edges = np.concatenate([pq.read_table(p).to_pandas().to_numpy(dtype=np.uint64) for p in edge_paths] or
-                           [np.zeros((0, 2), np.uint64)])
+    tables = [pq.read_table(p) for p in edge_paths]
+    edges = np.concatenate([np.stack([t["src"].to_numpy(), t["dst"].to_numpy()], axis=1) for t in tables] or
+                           [np.zeros((0, 2), np.uint64)]).astype(np.uint64)
     edges = np.unique(edges, axis=0) if len(edges) else edges
     root = union_find(edges)
     members = np.array(sorted(root), dtype=np.uint64)

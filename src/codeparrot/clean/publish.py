@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 import yaml
 
 from codeparrot.clean.filters import seeded_uniform
+from codeparrot.clean.partition import read_bucket_rows
 from codeparrot.clean.stats import read_stats, sum_stats, write_stats
 from codeparrot.raw import atomic_write_text
 
@@ -24,7 +25,7 @@ def near_duplicate_drops(clusters_path: str | None, bucket: int) -> tuple[set[in
     """Row numbers of this bucket that near dedup removes, and cluster size per clustered row."""
     if not clusters_path:
         return set(), {}
-    table = pq.read_table(clusters_path, columns=["id", "keep", "size", "bucket"], filters=[("bucket", "=", bucket)])
+    table = read_bucket_rows(clusters_path, bucket, columns=["id", "keep", "size", "bucket"])
     rows = (table["id"].to_numpy() & np.uint64(0xFFFFFFFF)).astype(np.int64).tolist()
     drops = {r for r, keep in zip(rows, table["keep"].to_pylist()) if not keep}
     return drops, dict(zip(rows, table["size"].to_pylist()))

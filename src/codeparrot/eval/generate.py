@@ -58,16 +58,18 @@ def complete(model, tokenizer, prompt: str, temperature: float, top_p: float, n:
     ids = prompt_ids(tokenizer, prompt, context - max_new_tokens)
     input_ids = torch.tensor([ids], device=model.device)
     torch.manual_seed(seed)
+    # Temperature 0 is greedy decoding: every sample is the same, so one is generated and copied.
     sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p} if temperature > 0 else {
         "do_sample": False}
     output = model.generate(
         input_ids, attention_mask=torch.ones_like(input_ids), max_new_tokens=max_new_tokens,
-        num_return_sequences=n, pad_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id,
+        num_return_sequences=n if temperature > 0 else 1, pad_token_id=tokenizer.eos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
         stopping_criteria=StoppingCriteriaList([StopOnStrings(tokenizer, len(ids), stop_strings)]),
         **sampling,
     )
-    generated = output[:, len(ids):]
-    tokens = int((generated != tokenizer.eos_token_id).sum())
+    generated = output[:, len(ids):].expand(n, -1)
+    tokens = int((output[:, len(ids):] != tokenizer.eos_token_id).sum())
     texts = tokenizer.batch_decode(generated, skip_special_tokens=True, clean_up_tokenization_spaces=False)
     return [truncate_at_stop(t, stop_strings) for t in texts], tokens
 

@@ -148,8 +148,10 @@ def capabilities() -> dict:
         [unshare, "--net", "--", "true"], capture_output=True).returncode == 0)
     caps = {"root": root, "netns": netns, "unshare": unshare, "drop_uid": root}
     if root:
-        probe = _run(caps, "import textwrap", Limits(timeout_s=10), slot=0)
-        caps["drop_uid"] = probe == "passed"
+        try:
+            caps["drop_uid"] = _run(caps, "import textwrap", Limits(timeout_s=10), slot=0) == "passed"
+        except SandboxError:  # e.g. a TMPDIR the uid cannot enter
+            caps["drop_uid"] = False
     return caps
 
 
@@ -186,10 +188,9 @@ def _read_available(fd: int) -> str:
 
 
 def _remove_tree(path: str) -> None:
-    def make_writable(func, p, exc_info):
-        os.chmod(os.path.dirname(p), 0o700)
-        os.chmod(p, 0o700) if os.path.isdir(p) else None
-        func(p)
+    def make_writable(func, entry, exc_info):
+        os.chmod(os.path.dirname(entry), 0o700)  # a program may have made its directories read-only
+        func(entry)
 
     shutil.rmtree(path, onerror=make_writable)
 

@@ -26,7 +26,6 @@ def validation_loss(model_dir: str | Path, tokens_dir: str | Path, output: str |
     from transformers import AutoModelForCausalLM
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    torch.use_deterministic_algorithms(True, warn_only=True)
     model = AutoModelForCausalLM.from_pretrained(model_dir).to(device).eval()
     context = model.config.n_positions
     seq_length = seq_length or context
