@@ -74,7 +74,6 @@ def bench_pretokenize_child(parquet: str, tokenizer_dir: str, threads: int, base
             tokenizer(text)["input_ids"]
         return {"seconds": time.perf_counter() - start}
     with tempfile.TemporaryDirectory() as out:
-        os.environ["TQDM_DISABLE"] = "1"
         start = time.perf_counter()
         pretokenize_file(parquet, tokenizer_dir, Path(out) / "shard-00000.bin", threads=threads)
         return {"seconds": time.perf_counter() - start}

@@ -82,3 +82,12 @@ def test_hash_ignores_whitespace_only():
     assert content_hash("def f(x):\n    return x\n") == content_hash("def  f(x):\n\treturn x")
     assert content_hash("def f(x): return x") != content_hash("def f(y): return y")
     assert content_hash("é = 1\u00a0") == content_hash("é=1")  # unicode whitespace, like str.split
+
+
+def test_whitespace_removal_matches_str_split():
+    from codeparrot.clean.records import ASCII_WHITESPACE, UNICODE_WHITESPACE, strip_whitespace
+
+    spaces = {chr(c) for c in range(0x110000) if chr(c).isspace()}
+    assert spaces == {chr(b) for b in ASCII_WHITESPACE} | {s.decode() for s in UNICODE_WHITESPACE}
+    text = "a\u3000b\u00a0c \u2028d\té\u0085\u200bf\n"
+    assert strip_whitespace(text) == "".join(text.split()).encode()

@@ -8,6 +8,7 @@ fake GPU). Every call has a timeout, so a stuck cluster fails the test instead o
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -114,29 +115,84 @@ def test_profile(tmp_path):
     return derive_test_profile(tmp_path / "profile", config)
 
 
+def tiny_overlay(tmp_path: Path, **sections) -> Path:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(sections))
+    return path
+
+
+def assert_all_completed(jobs: dict[str, list[str]]) -> None:
+    states = {i: sacct(i) for ids in jobs.values() for i in ids}
+    assert set(states.values()) == {"COMPLETED"}, states
+
+
 @pytest.mark.slow
-def test_gpu_rule_is_submitted_with_gpus_and_runs_on_the_fake_gpu(slurm_cluster, tmp_path, test_profile):
+def test_source_and_clean_stages_run_as_slurm_jobs(slurm_cluster, tmp_path):
+    """The real workflow on the embedded default, shrunk: every job submitted by sbatch and finished."""
+    overlay = tiny_overlay(tmp_path, source={"local": {"max_files": 150}}, clean={"num_buckets": 2})
+    profile = derive_test_profile(tmp_path / "profile", overlay)
     workdir = tmp_path / "work"
     workdir.mkdir()
-    proc = run_on_slurm(SLURM_TESTS / "Snakefile", workdir, test_profile)
+    proc = run_on_slurm(ROOT / "Snakefile", workdir, profile, "results/dataset/README.md", timeout=420)
     log = output(proc)
-    assert proc.returncode == 0, log[-4000:]
+    assert proc.returncode == 0, log[-6000:]
 
     jobs = submitted_jobs(log)
-    assert set(jobs) == {"prepare", "train"}, jobs  # `all` runs locally, everything else via sbatch
-    for ids in jobs.values():
-        assert all(sacct(i) == "COMPLETED" for i in ids)
+    assert {"collect_local", "clean_split", "dataset_card"} <= set(jobs), jobs
+    assert_all_completed(jobs)
+    scheduled = re.search(r"Job stats:\n(?:.*\n){2}((?:\S+\s+\d+\n)+)", log).group(1)
+    counts = dict(line.split() for line in scheduled.splitlines())
+    counts.pop("total")
+    assert {rule: len(ids) for rule, ids in jobs.items()} == {rule: int(n) for rule, n in counts.items()}
+    assert all("-p cpu" in sbatch_call(log, rule) and "--gpus" not in sbatch_call(log, rule) for rule in jobs)
+    assert len(list((workdir / "results/dataset/data").glob("*.parquet"))) == 4
 
-    train_call = sbatch_call(log, "train")
-    assert "--gpus=1" in train_call and "-p gpu" in train_call and "-A codeparrot" in train_call
-    assert "--cpus-per-gpu=2" in train_call
-    assert "--gpus" not in sbatch_call(log, "prepare") and "-p cpu" in sbatch_call(log, "prepare")
 
-    record = (workdir / "train.txt").read_text()
-    assert "Partition=gpu" in record and "Account=codeparrot" in record
-    assert re.search(r"TRES=\S*gres/gpu=1", record), record
-    assert "CUDA_VISIBLE_DEVICES=0" in record  # the step really got the (fake) device
+def train_workdir(tmp_path: Path, train_fixture) -> Path:
+    """A workdir holding the train rule's inputs, so only `train` runs."""
+    workdir = tmp_path / "work"
+    shutil.copytree(train_fixture.model, workdir / "results/model/init")
+    shutil.copytree(train_fixture.tokens, workdir / "results/tokens")
+    return workdir
+
+
+TINY_TRAIN = {"seq_length": 64, "batch_size": 8, "max_steps": 6, "warmup_steps": 2, "save_every": 3,
+              "eval_every": 3, "log_every": 1, "eval_sequences": 8}
+
+
+@pytest.mark.slow
+def test_train_rule_is_submitted_with_gpus_and_runs_on_the_fake_gpu(slurm_cluster, tmp_path, train_fixture):
+    workdir = train_workdir(tmp_path, train_fixture)
+    profile = derive_test_profile(tmp_path / "profile", tiny_overlay(tmp_path, train=TINY_TRAIN))
+    proc = run_on_slurm(ROOT / "Snakefile", workdir, profile, "results/train/model", timeout=300)
+    log = output(proc)
+    assert proc.returncode == 0, log[-6000:]
+
+    jobs = submitted_jobs(log)
+    assert list(jobs) == ["train"] and len(jobs["train"]) == 1
+    assert_all_completed(jobs)
+    call = sbatch_call(log, "train")
+    for flag in ("--gpus=1", "--cpus-per-gpu=2", "-p gpu", "-A codeparrot", "--mem 3000", "-t 15"):
+        assert flag in call, call
     assert sacct(jobs["train"][0], "AllocTRES").count("gres/gpu=1") == 1
+    assert (workdir / "results/train/model/model.safetensors").is_file()
+    steps = [json.loads(line) for line in (workdir / "results/train/metrics.jsonl").read_text().splitlines()]
+    assert max(r["step"] for r in steps) == TINY_TRAIN["max_steps"]
+
+
+@pytest.mark.slow
+def test_shipped_train_request_is_refused_by_a_cluster_without_such_nodes(slurm_cluster, tmp_path, train_fixture):
+    """The unshrunk profile asks for 2 nodes x 8 GPUs; sbatch refuses and the plugin says why."""
+    workdir = train_workdir(tmp_path, train_fixture)
+    profile = derive_test_profile(tmp_path / "profile", tiny_overlay(tmp_path, train=TINY_TRAIN), shrink=False)
+    proc = run_on_slurm(ROOT / "Snakefile", workdir, profile, "results/train/model", timeout=120)
+    log = output(proc)
+    assert proc.returncode != 0
+    assert "SLURM sbatch failed. The error message was 'sbatch: error:" in log
+    call = sbatch_call(log, "train")
+    for flag in ("--nodes=2", "--gpus=16", "--ntasks-per-node=8", "--cpus-per-gpu=8", "--mem 480000",
+                 "-t 2880", "-p gpu", "-A codeparrot"):
+        assert flag in call, call
 
 
 @pytest.mark.slow
@@ -182,25 +238,6 @@ def test_option_the_plugin_manages_is_refused_in_slurm_extra(slurm_cluster, tmp_
     proc = run_on_slurm(SLURM_TESTS / "Snakefile", workdir, test_profile, "bad.txt", timeout=120)
     assert proc.returncode != 0
     assert "The --memory option is not allowed in the 'slurm_extra' parameter" in output(proc)
-
-
-@pytest.mark.slow
-def test_shipped_train_request_is_refused_by_a_cluster_without_such_nodes(slurm_cluster, tmp_path):
-    """The unshrunk profile asks for 2 nodes x 8 GPUs; sbatch refuses and the plugin says why."""
-    workdir = tmp_path / "work"
-    workdir.mkdir()
-    (workdir / "prepare.txt").write_text("made before\n")
-    config = tmp_path / "config.yaml"
-    config.write_text("{}\n")
-    profile = derive_test_profile(tmp_path / "profile", config, shrink=False)
-    proc = run_on_slurm(SLURM_TESTS / "Snakefile", workdir, profile, "train.txt", timeout=120)
-    log = output(proc)
-    assert proc.returncode != 0
-    assert "SLURM sbatch failed. The error message was 'sbatch: error:" in log
-    call = sbatch_call(log, "train")
-    for flag in ("--nodes=2", "--gpus=16", "--ntasks-per-node=8", "--cpus-per-gpu=8", "--mem 480000",
-                 "-t 2880", "-p gpu", "-A codeparrot"):
-        assert flag in call, call
 
 
 def dry_run_resources(configfile: Path, workdir: Path, *targets: str) -> dict[str, dict[str, str]]:

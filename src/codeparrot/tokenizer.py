@@ -97,17 +97,19 @@ def train_tokenizer(train_files: Sequence[str | Path], out_dir: str | Path, voca
     if not train_files:
         raise ValueError("No train parquet files given: run the clean stage first (results/dataset/data/).")
     n_docs = count_documents(train_files, n_files)
-    batches = tqdm(sample_text_batches(train_files, n_files, seed, batch_rows),
-                   desc="tokenizer sample", unit="batch", total=None)
     stats = {"documents": 0, "characters": 0}
 
-    def counted(batches):
+    def counted(batches, progress):
         for batch in batches:
             stats["documents"] += len(batch)
             stats["characters"] += sum(map(len, batch))
+            progress.update(len(batch))
             yield batch
 
-    tokenizer = train_bpe(counted(batches), vocab_size, length=n_docs, min_frequency=min_frequency)
+    # Reading and counting pre-tokens happen while the sample streams; the merges follow.
+    with tqdm(total=n_docs, desc="tokenizer sample", unit="doc") as progress:
+        sample = counted(sample_text_batches(train_files, n_files, seed, batch_rows), progress)
+        tokenizer = train_bpe(sample, vocab_size, length=n_docs, min_frequency=min_frequency)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tokenizer.save_pretrained(out_dir)

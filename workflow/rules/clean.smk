@@ -3,7 +3,7 @@
 #   + decontamination + license --near_dedup_signatures--> band hashes --near_dedup_band--> edges
 #   --near_dedup_clusters--> clusters --clean_split--> data/{split}-0000X-of-0000N.parquet --dataset_card--> README.md
 from codeparrot.clean.filters import resolve_filters
-from codeparrot.clean.near_dedup import optimal_bands
+from codeparrot.clean.near_dedup import band_groups, optimal_bands
 from codeparrot.clean.publish import split_file_name
 
 CLEAN = config["clean"]
@@ -16,6 +16,7 @@ NEAR_BANDS, NEAR_ROWS = optimal_bands(
     NEAR_DEDUP["threshold"], NEAR_DEDUP["num_perm"],
     1 - NEAR_DEDUP["false_negative_weight"], NEAR_DEDUP["false_negative_weight"],
 )
+BAND_GROUPS = band_groups(NEAR_BANDS, NEAR_DEDUP["band_jobs"])
 DATASET = "results/dataset"
 CARD_STATS = [f"results/stats/clean/{stage}.json" for stage in ("read", "exact_dedup_and_filters", "near_dedup", "split", "clean")]
 
@@ -124,14 +125,14 @@ rule near_dedup_band:
     input:
         expand("results/clean/near_dedup/signatures/bucket-{bucket}.parquet", bucket=BUCKETS),
     output:
-        temp("results/clean/near_dedup/edges/band-{band}.parquet"),
+        temp("results/clean/near_dedup/edges/bands-{band}.parquet"),
     params:
-        band=lambda wc: int(wc.band),
+        bands=lambda wc: BAND_GROUPS[int(wc.band)],
     log:
-        "results/logs/near_dedup_band/band-{band}.log",
+        "results/logs/near_dedup_band/bands-{band}.log",
     threads: 1
     resources:
-        mem_mb=lambda wc, input: 1000 + int(input.size_mb / max(NEAR_BANDS, 1) * 4),
+        mem_mb=lambda wc, input: 1000 + int(input.size_mb / max(NEAR_BANDS, 1) * 6),
         runtime=30,
     conda:
         "../../envs/data.yaml"
@@ -141,7 +142,7 @@ rule near_dedup_band:
 
 rule near_dedup_clusters:
     input:
-        edges=expand("results/clean/near_dedup/edges/band-{band:03d}.parquet", band=range(NEAR_BANDS)),
+        edges=expand("results/clean/near_dedup/edges/bands-{band:03d}.parquet", band=range(len(BAND_GROUPS))),
         signatures=expand("results/clean/near_dedup/signatures/bucket-{bucket}.parquet", bucket=BUCKETS),
     output:
         clusters="results/clean/near_dedup/clusters.parquet",

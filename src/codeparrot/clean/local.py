@@ -7,7 +7,7 @@ from pathlib import Path
 
 from codeparrot.clean.bucket import clean_bucket
 from codeparrot.clean.filters import resolve_filters
-from codeparrot.clean.near_dedup import band_edges, bucket_signatures, cluster_duplicates, optimal_bands
+from codeparrot.clean.near_dedup import band_edges, band_groups, bucket_signatures, cluster_duplicates, optimal_bands
 from codeparrot.clean.partition import partition_shard, shard_name
 from codeparrot.clean.publish import finalize_bucket, split_file_name, write_dataset_card
 
@@ -16,7 +16,7 @@ DEFAULTS = {
     "decontaminate": {"enabled": True, "humaneval": True, "mbpp_path": None, "min_chars": 50},
     "license": {"permissive_only": False, "permissive": ["mit", "apache-2.0", "bsd-3-clause"]},
     "near_dedup": {"enabled": True, "ngram": 5, "num_perm": 256, "threshold": 0.85, "false_negative_weight": 0.5,
-                   "min_words": 10, "batch_bytes": 4 << 20},
+                   "min_words": 10, "batch_bytes": 4 << 20, "band_jobs": 4},
     "split": {"validation_fraction": 0.05, "by": "hash"},
 }
 FILTER_DEFAULTS = {
@@ -65,9 +65,10 @@ def clean_dataset(raw_paths: list[str], work_dir: str, dataset_dir: str, seed: i
         for b in range(n):
             bucket_signatures(filtered[b], b, signatures[b], signature_stats[b], near["ngram"], near["num_perm"],
                               bands, rows, near["min_words"], seed, near["batch_bytes"])
-        edges = [str(work / "edges" / f"band-{j:03d}.parquet") for j in range(bands)]
-        for j in range(bands):
-            band_edges(signatures, j, edges[j])
+        groups = band_groups(bands, near["band_jobs"])
+        edges = [str(work / "edges" / f"bands-{g:03d}.parquet") for g in range(len(groups))]
+        for path, group in zip(edges, groups):
+            band_edges(signatures, group, path)
         clusters, clusters_stats = str(work / "clusters.parquet"), str(work / "stats" / "clusters.json")
         cluster_duplicates(edges, signatures, clusters, clusters_stats)
     split_stats = [str(work / "stats" / f"split-{b:05d}.json") for b in range(n)]

@@ -13,7 +13,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-import rensa
 from tqdm import tqdm
 
 from codeparrot.clean.stats import write_stats
@@ -39,13 +38,19 @@ _POWERS: dict[int, np.ndarray] = {}
 
 
 def _powers(base: int, n: int) -> np.ndarray:
-    """base**0 .. base**(n-1) mod 2**64, grown geometrically and reused across batches."""
+    """base**0 .. base**(n-1) mod 2**64, cached per process. Built by doubling
+    (powers[L:2L] = powers[:L] * base**L, vectorised) instead of a sequential cumprod."""
     cached = _POWERS.get(base)
     if cached is None or len(cached) < n:
-        size = max(n, 2 * len(cached) if cached is not None else 1 << 20)
-        powers = np.full(size, base, dtype=np.uint64)
-        powers[0] = 1
-        _POWERS[base] = cached = np.cumprod(powers, dtype=np.uint64)  # wraps mod 2**64, as intended
+        size = max(n + n // 4, 1 << 16)
+        powers = np.empty(size, dtype=np.uint64)
+        powers[0], length = 1, 1
+        with np.errstate(over="ignore"):
+            while length < size:
+                step = min(length, size - length)
+                np.multiply(powers[:step], np.uint64(pow(base, length, 2**64)), out=powers[length:length + step])
+                length += step
+        _POWERS[base] = cached = powers
     return cached[:n]
 
 
@@ -105,6 +110,8 @@ def minhash_signatures(contents: list[str], ngram: int, num_perm: int, seed: int
         sizes = np.diff(offsets).astype(np.int64)
         sizes[short] = 1
         offsets = np.r_[0, np.cumsum(sizes)].astype(np.uint64)
+    import rensa  # only the signature jobs need it
+
     matrix = rensa.RMinHash.digest_matrix_from_flat_token_hashes(shingles, offsets, num_perm, seed)
     return np.array(matrix.to_rows(), dtype=np.uint32).reshape(len(contents), num_perm), counts
 
@@ -172,19 +179,31 @@ def bucket_signatures(
     return stats
 
 
-def band_edges(signature_paths: list[str], band: int, out_path: str) -> int:
-    """Reduce per band: files whose band hashes collide, as edges to the group's smallest id."""
-    column = f"band_{band:03d}"
-    tables = [pq.read_table(p, columns=["id", column]) for p in signature_paths]
-    ids = np.concatenate([t["id"].to_numpy() for t in tables]) if tables else np.zeros(0, np.uint64)
-    keys = np.concatenate([t[column].to_numpy() for t in tables]) if tables else np.zeros(0, np.uint64)
-    order = np.lexsort((ids, keys))
-    ids, keys = ids[order], keys[order]
-    new_group = np.r_[True, keys[1:] != keys[:-1]]
-    group_first = ids[np.maximum.accumulate(np.where(new_group, np.arange(len(ids)), 0))]
-    member = ~new_group
-    pq.write_table(pa.table({"src": ids[member], "dst": group_first[member]}), out_path)
-    return int(member.sum())
+def band_groups(bands: int, jobs: int) -> list[list[int]]:
+    """Bands handled by each band job (job g takes bands g, g + jobs, ...)."""
+    jobs = max(1, min(jobs, bands))
+    return [list(range(g, bands, jobs)) for g in range(jobs)]
+
+
+def band_edges(signature_paths: list[str], bands: list[int], out_path: str) -> int:
+    """Reduce per band: files whose band hashes collide become edges to the group's smallest id.
+    Memory: two uint64 columns of all files, one band at a time."""
+    sources, targets = [], []
+    for band in bands:
+        column = f"band_{band:03d}"
+        tables = [pq.read_table(p, columns=["id", column]) for p in signature_paths]
+        ids = np.concatenate([t["id"].to_numpy() for t in tables] or [np.zeros(0, np.uint64)])
+        keys = np.concatenate([t[column].to_numpy() for t in tables] or [np.zeros(0, np.uint64)])
+        order = np.lexsort((ids, keys))
+        ids, keys = ids[order], keys[order]
+        new_group = np.r_[True, keys[1:] != keys[:-1]]
+        group_first = ids[np.maximum.accumulate(np.where(new_group, np.arange(len(ids)), 0))]
+        sources.append(ids[~new_group])
+        targets.append(group_first[~new_group])
+    edges = np.unique(np.stack([np.concatenate(sources or [np.zeros(0, np.uint64)]),
+                                np.concatenate(targets or [np.zeros(0, np.uint64)])], axis=1), axis=0)
+    pq.write_table(pa.table({"src": edges[:, 0], "dst": edges[:, 1]}), out_path)
+    return len(edges)
 
 
 def find(parent: dict, x):

@@ -47,13 +47,16 @@ def shard_name(path: str | Path) -> str:
     return Path(path).name.removesuffix(".gz").removesuffix(".json")
 
 
-def _write_batch(writer: pq.ParquetWriter, rows: dict[str, list]) -> None:
-    table = pa.table(rows, schema=PARTITION_SCHEMA)
-    table = table.take(pc.sort_indices(table, [("bucket", "ascending"), ("hash", "ascending")]))
-    buckets = table["bucket"].to_numpy()
-    starts = [0] + [i for i in range(1, len(buckets)) if buckets[i] != buckets[i - 1]] + [len(buckets)]
-    for start, end in zip(starts, starts[1:]):
-        writer.write_table(table.slice(start, end - start))
+def _write_batch(writer: pq.ParquetWriter, rows: dict[int, dict[str, list]]) -> None:
+    """One row group per bucket, in bucket order: a bucket job reads only its own groups."""
+    for bucket in sorted(rows):
+        columns = rows[bucket]
+        columns["bucket"] = [bucket] * len(columns["hash"])
+        writer.write_table(pa.table(columns, schema=PARTITION_SCHEMA))
+
+
+def _empty_rows() -> dict[str, list]:
+    return {name: [] for name in PARTITION_SCHEMA.names if name != "bucket"}
 
 
 def partition_shard(
@@ -67,11 +70,14 @@ def partition_shard(
 ) -> dict:
     """Hash and bucket every record of `raw_path`; quarantine the lines that are not records."""
     shard = shard_name(raw_path)
-    rows = {name: [] for name in PARTITION_SCHEMA.names}
+    rows: dict[int, dict[str, list]] = {}
     stats = {"shard": shard, "records_in": 0, "bytes_in": 0, "records_out": 0, "bytes_out": 0,
              "quarantined": 0, "quarantined_by_reason": Counter()}
     batch = 0
-    with pq.ParquetWriter(out_path, PARTITION_SCHEMA) as writer, open_quarantine(quarantine_path) as quarantine:
+    # Statistics only for `bucket` (row-group pruning); none for content, no dictionary: both cost time.
+    with pq.ParquetWriter(out_path, PARTITION_SCHEMA, use_dictionary=False, write_statistics=["bucket"],
+                          compression="lz4") as writer, \
+            open_quarantine(quarantine_path) as quarantine:
         for item in tqdm(read_shard(raw_path, max_line_bytes), desc=f"partition {shard}", unit=" records", mininterval=5):
             stats["records_in"] += 1
             if isinstance(item, BadLine):
@@ -80,22 +86,21 @@ def partition_shard(
                 stats["quarantined_by_reason"][item.reason] += 1
                 quarantine.write(item.to_json(shard).encode("utf-8") + b"\n")
                 continue
-            size = len(item["content"].encode("utf-8")) if not item["content"].isascii() else len(item["content"])
+            content = item["content"]
+            size = len(content) if content.isascii() else len(content.encode("utf-8"))
             stats["bytes_in"] += size
             stats["records_out"] += 1
             stats["bytes_out"] += size
-            digest = content_hash(item["content"])
+            digest = content_hash(content)
+            columns = rows.setdefault(bucket_of(digest, num_buckets), _empty_rows())
             for name in ("repo_name", "path", "copies", "size", "content", "license"):
-                rows[name].append(item[name])
-            rows["hash"].append(digest)
-            rows["bucket"].append(bucket_of(digest, num_buckets))
+                columns[name].append(item[name])
+            columns["hash"].append(digest)
             batch += size
             if batch >= batch_bytes:
                 _write_batch(writer, rows)
-                rows = {name: [] for name in PARTITION_SCHEMA.names}
-                batch = 0
-        if rows["hash"] or stats["records_out"] == 0:
-            _write_batch(writer, rows)
+                rows, batch = {}, 0
+        _write_batch(writer, rows or {0: _empty_rows()})  # an empty shard still gets a valid file
     stats["quarantined_by_reason"] = counter_dict(stats["quarantined_by_reason"])
     write_stats(stats_path, stats)
     return stats

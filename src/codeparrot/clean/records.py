@@ -4,14 +4,20 @@ import gzip
 import hashlib
 import json
 import zlib
+
+import orjson
+from isal import isal_zlib  # ISA-L inflate: ~2.5x zlib's speed, same stream format
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from codeparrot.raw import RAW_COLUMNS, normalise_record
 
-# str.split() treats these ASCII characters as whitespace (the original's "".join(content.split())).
+# str.split() treats these as whitespace (the original's "".join(content.split())): ASCII ones,
+# deleted with bytes.translate, and the non-ASCII ones, removed from the UTF-8 bytes by replace.
 ASCII_WHITESPACE = b" \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f"
+UNICODE_WHITESPACE = tuple(chr(c).encode("utf-8") for c in (
+    0x85, 0xA0, 0x1680, *range(0x2000, 0x200B), 0x2028, 0x2029, 0x202F, 0x205F, 0x3000))
 
 
 @dataclass
@@ -37,7 +43,7 @@ def iter_gzip_lines(path: str | Path, chunk_size: int = 1 << 20) -> Iterator[tup
     A truncated last member does not lose what came before it: the partial tail is yielded with
     complete=False. A file that is not gzip at all raises with its name.
     """
-    decoder = zlib.decompressobj(wbits=31)
+    decoder = isal_zlib.decompressobj(wbits=31)
     fed = False  # whether the current member got any input (a fresh one at EOF is no truncation)
     pending = b""
     with open(path, "rb") as f:
@@ -46,12 +52,12 @@ def iter_gzip_lines(path: str | Path, chunk_size: int = 1 << 20) -> Iterator[tup
                 fed = True
                 try:
                     data = decoder.decompress(block)
-                except zlib.error as e:
+                except (zlib.error, isal_zlib.error) as e:
                     raise ValueError(f"{path}: not a readable gzip file ({e}); re-export or remove this shard") from None
                 block = b""
                 if decoder.eof:  # next gzip member (concatenated exports)
                     block = decoder.unused_data
-                    decoder, fed = zlib.decompressobj(wbits=31), False
+                    decoder, fed = isal_zlib.decompressobj(wbits=31), False
                 if b"\n" in data:
                     *lines, pending = (pending + data).split(b"\n")
                     for line in lines:
@@ -65,6 +71,25 @@ def iter_gzip_lines(path: str | Path, chunk_size: int = 1 << 20) -> Iterator[tup
 
 def parse_line(raw: bytes, number: int, max_line_bytes: int) -> dict | BadLine:
     """One NDJSON line -> normalised record, or the reason it cannot be one."""
+    if len(raw) <= max_line_bytes:
+        # Fast path (orjson validates UTF-8 and rejects lone surrogates); anything odd is
+        # diagnosed by the slow path below, which names the reason.
+        try:
+            record = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            record = None
+        if (isinstance(record, dict) and isinstance(record.get("content"), str) and "\x00" not in record["content"]
+                and all(k in record for k in RAW_COLUMNS) and isinstance(record["repo_name"], str)
+                and isinstance(record["path"], str)):
+            try:
+                return normalise_record(record)
+            except (TypeError, ValueError):
+                pass
+    return diagnose_line(raw, number, max_line_bytes)
+
+
+def diagnose_line(raw: bytes, number: int, max_line_bytes: int) -> dict | BadLine:
+    """The slow, explicit path: which check a line fails (or the record, if it passes them all)."""
     if len(raw) > max_line_bytes:
         return BadLine(number, "line_too_long", f"{len(raw)} bytes > clean.max_line_bytes={max_line_bytes}", raw)
     try:
@@ -83,6 +108,10 @@ def parse_line(raw: bytes, number: int, max_line_bytes: int) -> dict | BadLine:
         return BadLine(number, "invalid_record", f"content is {type(content).__name__}, not a string", raw)
     if "\x00" in content:
         return BadLine(number, "nul_bytes", "content contains NUL bytes (binary file)", raw)
+    try:
+        content.encode("utf-8")
+    except UnicodeEncodeError as e:  # a JSON escape of a lone surrogate (\ud800)
+        return BadLine(number, "invalid_utf8", f"escaped lone surrogate: {e}", raw)
     try:
         record = normalise_record(record)
     except (TypeError, ValueError) as e:
@@ -105,9 +134,12 @@ def read_shard(path: str | Path, max_line_bytes: int) -> Iterator[dict | BadLine
 
 def strip_whitespace(content: str) -> bytes:
     """The content with all whitespace removed, as UTF-8 (the original's dedup normalisation)."""
-    if content.isascii():
-        return content.encode("ascii").translate(None, ASCII_WHITESPACE)
-    return "".join(content.split()).encode("utf-8")
+    data = content.encode("utf-8", "surrogatepass").translate(None, ASCII_WHITESPACE)
+    if not content.isascii():
+        for space in UNICODE_WHITESPACE:
+            if space in data:
+                data = data.replace(space, b"")
+    return data
 
 
 def content_hash(content: str) -> str:
