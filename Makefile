@@ -30,7 +30,13 @@ test: venv test-deps
 BIGQUERY_VENV := .venv-bigquery
 PYTHON313 ?= $(shell for p in python3.13 $(HOME)/.pyenv/versions/3.13*/bin/python3.13; do $$p -c '' 2>/dev/null && { echo $$p; break; }; done)
 
-test-deps: $(BIGQUERY_VENV)/.installed
+test-deps: $(BIGQUERY_VENV)/.installed slurm-cluster
+
+# A one-node SLURM cluster with accounting and a fake GPU for tests/test_slurm.py (Debian packages,
+# installed if missing; root, no systemd). Does nothing when a cluster already answers.
+.PHONY: slurm-cluster
+slurm-cluster:
+	tests/slurm/start_cluster.sh
 
 $(BIGQUERY_VENV)/.installed: tests/emulators/requirements-bigquery.lock
 	@test -n "$(PYTHON313)" || { echo "The BigQuery emulator needs Python 3.13: install it (e.g. pyenv install 3.13.0) or set PYTHON313=/path/to/python3.13"; exit 1; }

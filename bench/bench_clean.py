@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -29,6 +30,12 @@ import numpy as np
 from codeparrot.raw import RawShardWriter, read_raw_records
 
 SHARD_BYTES = 64 << 20
+# The child reports its own peak RSS (VmHWM belongs to the exec'd image; ru_maxrss would include
+# the forked parent's memory).
+CHILD = """import json, sys
+from {module} import {function} as f
+f(**json.loads(sys.argv[1]))
+print(next(l for l in open("/proc/self/status") if l.startswith("VmHWM")).split()[1])"""
 BUCKETS_PER_1X = 4
 
 
@@ -38,9 +45,8 @@ def run_jobs(jobs: list[tuple[str, str, dict]], parallel: int = 2) -> list[dict]
     while pending or running:
         while pending and len(running) < parallel:
             module, function, kwargs = pending.pop(0)
-            code = f"import json,sys; from {module} import {function} as f; f(**json.loads(sys.argv[1]))"
-            proc = subprocess.Popen([sys.executable, "-c", code, json.dumps(kwargs)],
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            proc = subprocess.Popen([sys.executable, "-c", CHILD.format(module=module, function=function), json.dumps(kwargs)],
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
             running[proc.pid] = (proc, function)
         pid, status, usage = os.wait4(-1, 0)
         if pid not in running:
@@ -49,7 +55,9 @@ def run_jobs(jobs: list[tuple[str, str, dict]], parallel: int = 2) -> list[dict]
         if status != 0:
             raise RuntimeError(f"{function} failed: {proc.stderr.read().decode()[-2000:]}")
         proc.stderr.close()
-        results.append({"job": function, "cpu_s": usage.ru_utime + usage.ru_stime, "peak_mb": usage.ru_maxrss / 1024})
+        peak_kb = int(proc.stdout.read().decode().split()[-1])
+        proc.stdout.close()
+        results.append({"job": function, "cpu_s": usage.ru_utime + usage.ru_stime, "peak_mb": peak_kb / 1024})
     return results
 
 
@@ -68,7 +76,9 @@ def scaled_corpus(work: Path, base: list[str], scale: int) -> list[str]:
         return base
     out = work / f"raw-{scale}x"
     if not out.exists():
-        with RawShardWriter(out, SHARD_BYTES) as writer:
+        tmp = work / f"raw-{scale}x.tmp"  # renamed when complete: an interrupted run leaves no half corpus
+        shutil.rmtree(tmp, ignore_errors=True)
+        with RawShardWriter(tmp, SHARD_BYTES) as writer:
             for copy in range(scale):
                 for shard in base:
                     for r in read_raw_records(shard):
@@ -76,6 +86,7 @@ def scaled_corpus(work: Path, base: list[str], scale: int) -> list[str]:
                             r = {**r, "repo_name": f"{r['repo_name']}-copy{copy}", "content": f"# copy {copy}\n{r['content']}"}
                             r["size"] = len(r["content"].encode())
                         writer.write(r)
+        tmp.rename(out)
     return sorted(str(p) for p in out.glob("file-*.json.gz"))
 
 
@@ -110,30 +121,31 @@ def clean_jobs(shards: list[str], work: Path, buckets: int, tokenizer: str | Non
     partition = [("codeparrot.clean.partition", "partition_shard", {
         "raw_path": s, "out_path": str(work / "partition" / f"{Path(s).name}.parquet"),
         "quarantine_path": str(work / "stats" / f"{Path(s).name}.q.gz"), "stats_path": str(work / "stats" / f"{Path(s).name}.json"),
-        "num_buckets": buckets}) for s in shards]
+        "num_buckets": buckets, "decontaminate": settings["decontaminate"]}) for s in shards]
     parts = [j[2]["out_path"] for j in partition]
     bucket = [("codeparrot.clean.bucket", "clean_bucket", {
         "partition_paths": parts, "bucket": b, "out_path": str(work / "filtered" / f"{b:05d}.parquet"),
         "removed_path": str(work / "filtered" / f"{b:05d}.removed.parquet"), "stats_path": str(work / "stats" / f"b{b}.json"),
-        "seed": 1, "filters": filters, "decontaminate": settings["decontaminate"], "license": settings["license"]})
+        "seed": 1, "filters": filters, "license": settings["license"]})
         for b in range(buckets)]
     return partition, bucket, [j[2]["out_path"] for j in bucket]
 
 
 def near_dedup_jobs(filtered: list[str], work: Path) -> list[list]:
-    from codeparrot.clean.near_dedup import optimal_bands
+    from codeparrot.clean.near_dedup import band_groups, optimal_bands
 
     bands, rows = optimal_bands(0.85, 256)
+    groups = band_groups(bands, 4)  # the schema default of near_dedup.band_jobs
     (work / "nd").mkdir(parents=True, exist_ok=True)
     sigs = [str(work / "nd" / f"sig-{b:05d}.parquet") for b in range(len(filtered))]
-    edges = [str(work / "nd" / f"band-{j:03d}.parquet") for j in range(bands)]
+    edges = [str(work / "nd" / f"bands-{g:03d}.parquet") for g in range(len(groups))]
     clusters = str(work / "nd" / "clusters.parquet")
     return [
         [("codeparrot.clean.near_dedup", "bucket_signatures", {
             "filtered_path": f, "bucket": b, "out_path": sigs[b], "stats_path": sigs[b] + ".json", "ngram": 5,
             "num_perm": 256, "bands": bands, "rows": rows, "min_words": 10, "seed": 1}) for b, f in enumerate(filtered)],
-        [("codeparrot.clean.near_dedup", "band_edges", {"signature_paths": sigs, "band": j, "out_path": edges[j]})
-         for j in range(bands)],
+        [("codeparrot.clean.near_dedup", "band_edges", {"signature_paths": sigs, "bands": group, "out_path": edges[g]})
+         for g, group in enumerate(groups)],
         [("codeparrot.clean.near_dedup", "cluster_duplicates", {
             "edge_paths": edges, "signature_paths": sigs, "out_path": clusters, "stats_path": clusters + ".json"})],
         [("codeparrot.clean.publish", "finalize_bucket", {
@@ -143,11 +155,13 @@ def near_dedup_jobs(filtered: list[str], work: Path) -> list[list]:
     ]
 
 
-def summarise(results: list[dict]) -> tuple[float, dict]:
-    peak = defaultdict(float)
+def summarise(results: list[dict]) -> tuple[float, dict, dict]:
+    """Total CPU seconds, peak MB per job kind, CPU seconds per job kind."""
+    peak, cpu = defaultdict(float), defaultdict(float)
     for r in results:
         peak[r["job"]] = max(peak[r["job"]], r["peak_mb"])
-    return sum(r["cpu_s"] for r in results), dict(peak)
+        cpu[r["job"]] += r["cpu_s"]
+    return sum(r["cpu_s"] for r in results), dict(peak), {k: round(v, 2) for k, v in cpu.items()}
 
 
 # ---- baseline: the original scripts' approach, single process -------------------------------------
@@ -273,18 +287,20 @@ def main():
             run = work / f"run-{scale}x-{label}"
             partition, bucket, filtered = clean_jobs(shards, run, buckets, tok)
             results = run_jobs(partition, args.parallel) + run_jobs(bucket, args.parallel)
-            cpu, peak = summarise(results)
-            row[f"exact_dedup_filters_{label}"] = {"cpu_s": round(cpu, 2), "mb_per_cpu_s": round(mb / cpu, 2), "peak_mb": peak}
+            cpu, peak, by_job = summarise(results)
+            row[f"exact_dedup_filters_{label}"] = {"cpu_s": round(cpu, 2), "mb_per_cpu_s": round(mb / cpu, 2), "peak_mb": peak,
+                                                   "cpu_s_by_job": by_job, "jobs": len(results)}
         import pyarrow.parquet as pq
         import pyarrow.compute as pc
         nd_mb = sum(pc.sum(pc.binary_length(pq.read_table(f, columns=["content"])["content"])).as_py() for f in filtered) / 1e6
         results = []
         for stage in near_dedup_jobs(filtered, run):
             results += run_jobs(stage, args.parallel)
-        cpu, peak = summarise(results)
+        cpu, peak, by_job = summarise(results)
         clusters = json.loads((run / "nd" / "clusters.parquet.json").read_text())
         row["near_dedup"] = {"input_mb": round(nd_mb, 1), "cpu_s": round(cpu, 2), "mb_per_cpu_s": round(nd_mb / cpu, 2),
-                             "raw_mb_per_cpu_s": round(mb / cpu, 2), "peak_mb": peak, "removed": clusters["removed"]}
+                             "raw_mb_per_cpu_s": round(mb / cpu, 2), "peak_mb": peak, "removed": clusters["removed"],
+                             "cpu_s_by_job": by_job, "jobs": len(results)}
         report["scales"][f"{scale}x"] = row
         e0, e1, nd = row["exact_dedup_filters_without_tokenizer"], row["exact_dedup_filters_with_tokenizer"], row["near_dedup"]
         print(f"{scale}x: {mb:.0f} MB raw, {len(shards)} shards, {buckets} buckets")
@@ -292,6 +308,8 @@ def main():
         print(f"  ... with char/token filter     {e1['mb_per_cpu_s']:7.2f} MB/CPU-s  (baseline {report['baseline']['preprocess_with_ratio']['mb_per_cpu_s']:.2f}, goal >= 5)")
         print(f"  near dedup end to end          {nd['mb_per_cpu_s']:7.2f} MB/CPU-s of its {nd['input_mb']:.0f} MB input "
               f"({nd['raw_mb_per_cpu_s']:.2f} per raw MB; baseline {report['baseline']['near_dedup']['mb_per_cpu_s']:.2f}, goal >= 17)")
+        print(f"  CPU-s by job: " + ", ".join(f"{k} {v}" for k, v in {**e0['cpu_s_by_job'], **nd['cpu_s_by_job']}.items())
+              + f" ({e0['jobs'] + nd['jobs']} processes)")
         print(f"  peak MB per job: " + ", ".join(f"{k} {v:.0f}" for k, v in {**e1['peak_mb'], **nd['peak_mb']}.items()))
     (work / "report.json").write_text(json.dumps(report, indent=2))
     print(f"full figures: {work / 'report.json'}")

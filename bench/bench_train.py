@@ -13,6 +13,7 @@ Goals: our loop within 5 % of the bare loop; loaders ≥ 20x what training consu
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -78,7 +79,8 @@ def our_loop(folder: Path, steps: int, minutes: float | None = None) -> tuple[fl
         eval_every=WARMUP + steps if not minutes else 200, save_every=10**9, eval_sequences=64,
         learning_rate=1e-3, warmup_steps=WARMUP,
     )
-    run.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(run, ignore_errors=True)  # a fresh run, not a resume of the previous one
+    run.mkdir(parents=True)
     (run / "settings.json").write_text(json.dumps(settings))
     subprocess.run([sys.executable, "-m", "codeparrot.train", "--settings", str(run / "settings.json")],
                    check=True, capture_output=True)

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from codeparrot.clean.near_dedup import (
-    band_edges, bucket_signatures, cluster_duplicates, minhash_signatures, optimal_bands, union_find, word_hashes,
+    band_edges, band_groups, bucket_signatures, cluster_duplicates, minhash_signatures, optimal_bands, union_find, word_hashes,
 )
 
 THRESHOLD, NGRAM, NUM_PERM = 0.85, 5, 256
@@ -81,9 +81,9 @@ def run_near_dedup(docs, tmp_path, buckets):
         bucket_signatures(str(filtered), b, signature_paths[-1], str(tmp_path / f"sig-{b}.json"), NGRAM, NUM_PERM,
                           bands, rows, min_words=10, seed=1, batch_bytes=64 << 10)
     edges = []
-    for j in range(bands):
-        edges.append(str(tmp_path / f"edges-{j}.parquet"))
-        band_edges(signature_paths, j, edges[-1])
+    for g, group in enumerate(band_groups(bands, 3)):
+        edges.append(str(tmp_path / f"edges-{g}.parquet"))
+        band_edges(signature_paths, group, edges[-1])
     stats = cluster_duplicates(edges, signature_paths, str(tmp_path / "clusters.parquet"), str(tmp_path / "c.json"))
     clusters = pq.read_table(tmp_path / "clusters.parquet").to_pylist()
     return clusters, stats

@@ -208,3 +208,36 @@ def test_unknown_task_is_a_clear_error(tmp_path):
                                                     "completion": "    pass\n"}])
     with pytest.raises(ValueError, match="unknown tasks.*regenerate"):
         execute_samples(samples, tmp_path / "r.jsonl", tmp_path / "p.json", ks=[1])
+
+
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not os.access(SYSTEM_PYTHON, os.X_OK),
+                    reason="the uid layer needs root and an interpreter every uid can read")
+def test_programs_run_as_the_slot_uid_without_groups_when_root(tmp_path):
+    """This venv's interpreter lives under /root here, so the sandbox keeps root plus the audit hook;
+    a world-readable interpreter gets the unprivileged uid layer, checked with the system Python."""
+    src = Path(__file__).resolve().parents[1] / "src"
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    script = f"""
+import sys
+sys.path.insert(0, {str(src)!r})
+from codeparrot.eval.sandbox import SANDBOX_UID_BASE, Limits, capabilities, run_program
+if not capabilities()["drop_uid"]:
+    print("no-uid-layer"); sys.exit(0)
+print(run_program("import os\\nassert os.getuid() == os.geteuid() == %d\\nassert os.getgroups() == []"
+                  % (SANDBOX_UID_BASE + 3), slot=3))
+print(run_program("import os\\nos.remove({str(victim)!r})", slot=3))
+print(run_program("while True:\\n    pass", Limits(timeout_s=0.5), slot=3))
+"""
+    import subprocess
+
+    lines = subprocess.run([SYSTEM_PYTHON, "-I", "-c", script], capture_output=True, text=True, timeout=60,
+                           check=True).stdout.splitlines()
+    if lines == ["no-uid-layer"]:
+        pytest.skip(f"{SYSTEM_PYTHON}'s library is not readable by the sandbox uid")
+    assert lines[0] == "passed"
+    assert lines[1].startswith("failed") and victim.read_text() == "precious"
+    assert lines[2] == "timed out"

@@ -42,8 +42,9 @@ import torch  # noqa: E402
 SETTINGS_FILE = "train_settings.json"
 STATE_FILE = "trainer_state.json"  # written last into a checkpoint: its presence marks it complete
 METRICS_FILE = "metrics.jsonl"
-# Settings a resumed run may change: where and how often it reports, not what it computes.
-RESUMABLE_CHANGES = {"final_model_dir", "checkpoint_dir", "tensorboard_dir", "metrics_path", "max_minutes",
+# Settings a resumed run may change: where and how often it reports, not what it computes (the
+# inputs' contents are compared by fingerprint, so their folders may move).
+RESUMABLE_CHANGES = {"model_dir", "data_dir", "final_model_dir", "checkpoint_dir", "tensorboard_dir", "metrics_path", "max_minutes",
                      "save_every", "keep_last", "eval_every", "log_every", "peak_tflops", "wandb_project",
                      "wandb_entity", "wandb_mode"}
 
@@ -134,8 +135,28 @@ def peak_flops(device: torch.device, mixed_precision: str, configured_tflops: fl
         for key, peaks in GPU_PEAK_TFLOPS.items():
             if key in name:
                 return peaks[mixed_precision] * 1e12, f"data sheet ({name})"
+    if device.type == "cpu" and (cpu := cpu_peak_flops()) is not None:
+        return cpu
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mixed_precision, torch.float32)
     return measure_matmul_flops(device, dtype), f"measured matmul ({device.type}, {dtype})"
+
+
+def cpu_peak_flops() -> tuple[float, str] | None:
+    """fp32 peak of the cores torch uses: threads × clock × 32 FLOPs per cycle (two 256-bit FMA units).
+
+    Right for AVX2/AVX-512 cores of AMD Zen 2-4 and most Intel parts; Intel server cores with two
+    512-bit FMA units reach twice that (set train.peak_tflops there). None without /proc/cpuinfo.
+    """
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+    mhz = [float(line.split(":")[1]) for line in info.splitlines() if line.startswith("cpu MHz")]
+    flags = next((line.split(":")[1].split() for line in info.splitlines() if line.startswith("flags")), [])
+    if not mhz or not {"avx2", "fma"} <= set(flags):
+        return None
+    threads = torch.get_num_threads()
+    return threads * max(mhz) * 1e6 * 32, f"{threads} CPU thread(s) × {max(mhz):.0f} MHz × 32 FLOP/cycle"
 
 
 def measure_matmul_flops(device: torch.device, dtype: torch.dtype, n: int = 1024, seconds: float = 0.3) -> float:
@@ -199,10 +220,26 @@ def save_checkpoint(accelerator, settings: TrainSettings, step: int, data, state
     return final
 
 
+def input_fingerprint(settings: TrainSettings) -> str:
+    """Hash of the files that describe the inputs (model config, tokenizer, data summary).
+
+    Rebuilt inputs keep their paths, so the paths alone cannot tell a checkpoint is stale.
+    """
+    import hashlib
+
+    digest = hashlib.sha256()
+    for folder, name in [(settings.model_dir, "config.json"), (settings.model_dir, "tokenizer.json"),
+                         (settings.data_dir, "meta.json"), (settings.data_dir, "README.md")]:
+        path = Path(folder) / name
+        digest.update(name.encode() + (path.read_bytes() if path.exists() else b"-"))
+    return digest.hexdigest()
+
+
 def check_resumable(settings: TrainSettings, path: Path) -> None:
-    """Refuse to continue a checkpoint made with other training settings (a changed config)."""
-    saved = json.loads((path / STATE_FILE).read_text()).get("settings", {})
-    current = dataclasses.asdict(settings)
+    """Refuse to continue a checkpoint made with other settings or inputs (a changed config)."""
+    state = json.loads((path / STATE_FILE).read_text())
+    saved = {**state.get("settings", {}), "inputs": state.get("inputs")}
+    current = {**dataclasses.asdict(settings), "inputs": input_fingerprint(settings)}
     changed = sorted(k for k in current.keys() - RESUMABLE_CHANGES if saved.get(k) != current[k])
     if changed:
         details = ", ".join(f"{k}: {saved.get(k)!r} -> {current[k]!r}" for k in changed)
@@ -354,8 +391,10 @@ def train(settings: TrainSettings) -> None:
     accelerator.print(f"{num_params:,} parameters; {tokens_per_step:,} tokens per optimizer step on {world} "
                       f"process(es); peak {peak / 1e12:.2f} TFLOP/s per device ({peak_source})")
 
+    inputs = input_fingerprint(settings)
+
     def state() -> dict:
-        return {"step": step, "tokens": tokens_seen, "settings": dataclasses.asdict(settings)}
+        return {"step": step, "tokens": tokens_seen, "settings": dataclasses.asdict(settings), "inputs": inputs}
 
     model.train()
     last_step = settings.max_steps  # earlier if train.max_minutes runs out

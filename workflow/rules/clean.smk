@@ -56,6 +56,7 @@ rule clean_partition:
         num_buckets=NUM_BUCKETS,
         max_line_bytes=CLEAN["max_line_bytes"],
         batch_bytes=CLEAN["batch_bytes"],
+        decontaminate=CLEAN["decontaminate"],
     log:
         "results/logs/clean_partition/{shard}.log",
     threads: 1
@@ -79,7 +80,6 @@ rule clean_bucket:
         bucket=lambda wc: int(wc.bucket),
         seed=config["seed"],
         filters=CLEAN_FILTERS,
-        decontaminate=CLEAN["decontaminate"],
         license=CLEAN["license"],
     log:
         "results/logs/clean_bucket/bucket-{bucket}.log",
@@ -197,8 +197,6 @@ rule dataset_card:
         card=f"{DATASET}/README.md",
         stats=CARD_STATS,
     params:
-        dataset_dir=DATASET,
-        stats_dir="results/stats/clean",
         pretty_name=PUBLISH["pretty_name"],
         settings={"seed": config["seed"], "clean": CLEAN},
     log:
@@ -220,7 +218,6 @@ rule push_dataset:
     output:
         "results/publish/dataset.json",
     params:
-        dataset_dir=DATASET,
         repo_id=PUBLISH["repo_id"],
         revision=PUBLISH["revision"],
     log:

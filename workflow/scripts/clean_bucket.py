@@ -5,5 +5,5 @@ with redirect_to_log(snakemake.log[0]):
     p = snakemake.params
     clean_bucket(
         list(snakemake.input), p.bucket, snakemake.output.filtered, snakemake.output.removed, snakemake.output.stats,
-        seed=p.seed, filters=p.filters, decontaminate=p.decontaminate, license=p.license,
+        seed=p.seed, filters=p.filters, license=p.license,
     )

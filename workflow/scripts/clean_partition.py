@@ -6,4 +6,5 @@ with redirect_to_log(snakemake.log[0]):
     partition_shard(
         snakemake.input[0], snakemake.output.parquet, snakemake.output.quarantine, snakemake.output.stats,
         num_buckets=p.num_buckets, max_line_bytes=p.max_line_bytes, batch_bytes=p.batch_bytes,
+        decontaminate=p.decontaminate,
     )

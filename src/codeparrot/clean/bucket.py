@@ -12,10 +12,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from codeparrot.clean.decontaminate import build_decontaminator
 from codeparrot.clean.filters import char_token_ratios, file_stats, removal_reason
 from codeparrot.clean.partition import read_bucket_rows
-from codeparrot.clean.records import strip_whitespace
 from codeparrot.clean.stats import counter_dict, write_stats
 
 STAT_COLUMNS = [
@@ -61,10 +59,9 @@ def clean_bucket(
     stats_path: str,
     seed: int,
     filters: dict,
-    decontaminate: dict,
     license: dict,
 ) -> dict:
-    """Exact dedup -> filters -> decontamination -> license, for one bucket."""
+    """Exact dedup -> filters -> decontamination (matched in the partition step) -> license, for one bucket."""
     table = read_bucket(partition_paths, bucket)
     records_in, bytes_in = table.num_rows, pc.sum(pc.binary_length(table["content"])).as_py() or 0
     table, copies = exact_dedup(table)
@@ -77,8 +74,6 @@ def clean_bucket(
         for row, ratio in zip(stats_rows, ratios):
             row["char_token_ratio"] = ratio
 
-    decontaminator = (build_decontaminator(decontaminate["humaneval"], decontaminate["mbpp_path"], decontaminate["min_chars"])
-                      if decontaminate["enabled"] else None)
     keep = np.ones(len(contents), dtype=bool)
     removed = {name: [] for name in REMOVED_SCHEMA.names}
     reasons = Counter()
@@ -91,20 +86,21 @@ def clean_bucket(
             removed[name].append(value)
 
     licenses = table["license"].to_pylist()
-    for i, (content, key, row) in enumerate(zip(contents, keys, stats_rows)):
+    contamination = table["contamination"].to_pylist()
+    for i, (key, row) in enumerate(zip(keys, stats_rows)):
         reason = removal_reason(row, key, filters, seed)
         if reason:
             remove(i, reason, "")
-        elif decontaminator and (source := decontaminator.match(strip_whitespace(content))):
-            remove(i, "decontaminated", source)
+        elif contamination[i]:
+            remove(i, "decontaminated", contamination[i])
         elif license["permissive_only"] and not is_permissive(licenses[i], license["permissive"]):
             remove(i, "license", str(licenses[i]))
 
     for name, type_ in STAT_COLUMNS:
         table = table.append_column(pa.field(name, type_), pa.array([r.get(name) for r in stats_rows], type_))
-    table = table.append_column("exact_copies", pa.array(copies, pa.int64()))
+    table = table.append_column("exact_copies", pa.array(copies, pa.int64())).drop_columns(["contamination"])
     kept = table.filter(pa.array(keep))
-    pq.write_table(kept, out_path)
+    pq.write_table(kept, out_path, compression="lz4")
     pq.write_table(pa.table(removed, schema=REMOVED_SCHEMA), removed_path)
 
     sizes = Counter(int(c) for c in copies if c > 1)

@@ -49,13 +49,13 @@ def clean_dataset(raw_paths: list[str], work_dir: str, dataset_dir: str, seed: i
         partitions.append(str(work / "partition" / f"{name}.parquet"))
         partition_stats.append(str(work / "stats" / f"partition-{name}.json"))
         partition_shard(raw, partitions[-1], str(work / "quarantine" / f"{name}.jsonl.gz"), partition_stats[-1],
-                        n, s["max_line_bytes"], s["batch_bytes"])
+                        n, s["max_line_bytes"], s["batch_bytes"], s["decontaminate"])
     filters = resolve_filters(s["preset"], s["filters"])
     filtered = [str(work / "filtered" / f"bucket-{b:05d}.parquet") for b in range(n)]
     bucket_stats = [str(work / "stats" / f"bucket-{b:05d}.json") for b in range(n)]
     for b in range(n):
         clean_bucket(partitions, b, filtered[b], str(work / "removed" / f"bucket-{b:05d}.parquet"), bucket_stats[b],
-                     seed, filters, s["decontaminate"], s["license"])
+                     seed, filters, s["license"])
     near = s["near_dedup"]
     signature_stats, clusters, clusters_stats = [], None, None
     if near["enabled"]:

@@ -13,7 +13,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from codeparrot.clean.records import BadLine, bucket_of, content_hash, open_quarantine, read_shard
+import hashlib
+
+from codeparrot.clean.decontaminate import build_decontaminator
+from codeparrot.clean.records import BadLine, bucket_of, open_quarantine, read_shard, strip_whitespace
 from codeparrot.clean.stats import counter_dict, write_stats
 
 PARTITION_SCHEMA = pa.schema([
@@ -24,6 +27,7 @@ PARTITION_SCHEMA = pa.schema([
     ("content", pa.large_string()),
     ("license", pa.string()),
     ("hash", pa.string()),
+    ("contamination", pa.string()),  # the evaluation needle the file contains, or null
     ("bucket", pa.int32()),
 ])
 
@@ -67,8 +71,14 @@ def partition_shard(
     num_buckets: int,
     max_line_bytes: int = 8 << 20,
     batch_bytes: int = 64 << 20,
+    decontaminate: dict | None = None,
 ) -> dict:
-    """Hash and bucket every record of `raw_path`; quarantine the lines that are not records."""
+    """Hash and bucket every record of `raw_path`; quarantine the lines that are not records.
+
+    The whitespace-free content that gives the hash is also searched for evaluation problems
+    here (see decontaminate.py), so it is computed once; the bucket step decides what to drop."""
+    decontaminator = (build_decontaminator(decontaminate["humaneval"], decontaminate["mbpp_path"], decontaminate["min_chars"])
+                      if decontaminate and decontaminate["enabled"] else None)
     shard = shard_name(raw_path)
     rows: dict[int, dict[str, list]] = {}
     stats = {"shard": shard, "records_in": 0, "bytes_in": 0, "records_out": 0, "bytes_out": 0,
@@ -91,11 +101,13 @@ def partition_shard(
             stats["bytes_in"] += size
             stats["records_out"] += 1
             stats["bytes_out"] += size
-            digest = content_hash(content)
+            stripped = strip_whitespace(content)
+            digest = hashlib.md5(stripped).hexdigest()  # = records.content_hash(content)
             columns = rows.setdefault(bucket_of(digest, num_buckets), _empty_rows())
             for name in ("repo_name", "path", "copies", "size", "content", "license"):
                 columns[name].append(item[name])
             columns["hash"].append(digest)
+            columns["contamination"].append(decontaminator.match(stripped) if decontaminator else None)
             batch += size
             if batch >= batch_bytes:
                 _write_batch(writer, rows)

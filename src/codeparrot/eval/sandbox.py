@@ -211,22 +211,28 @@ def _run(caps: dict, program: str, limits: Limits, slot: int) -> str:
         if uid is not None:
             os.chown(workdir, uid, uid)
             os.chown(Path(workdir, "program.py"), uid, uid)
-        result_r, result_w = os.pipe()
         config = {
-            "result_fd": result_w, "uid": uid, "workdir": workdir, "read_roots": _read_roots(), "timeout_s": limits.timeout_s,
+            "uid": uid, "workdir": workdir, "read_roots": _read_roots(), "timeout_s": limits.timeout_s,
             "cpu_s": int(limits.timeout_s) + 1, "memory_mb": limits.memory_mb,
             "max_processes": limits.max_processes, "max_file_mb": limits.max_file_mb,
             "max_open_files": limits.max_open_files,
         }
+        env = {"HOME": workdir, "TMPDIR": workdir, "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8",
+               "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1"}
+        # The verdict comes on its own pipe: a program that exits early (sys.exit(0)) cannot pass.
+        result_r, result_w = os.pipe()
+        stderr_r, stderr_w = os.pipe()
+        config["result_fd"] = result_w
         command = [sys.executable, "-I", "-c", CHILD, json.dumps(config)]
         if caps["netns"]:
             command = [caps["unshare"], "--net", "--"] + command
-        env = {"HOME": workdir, "TMPDIR": workdir, "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8",
-               "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1"}
-        proc = subprocess.Popen(command, cwd=workdir, env=env, stdin=subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                pass_fds=(result_w,), start_new_session=True)
-        os.close(result_w)
+        try:
+            proc = subprocess.Popen(command, cwd=workdir, env=env, stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.DEVNULL, stderr=stderr_w, pass_fds=(result_w,),
+                                    start_new_session=True)
+        finally:
+            os.close(result_w)
+            os.close(stderr_w)
         try:
             proc.wait(timeout=limits.timeout_s + STARTUP_GRACE_S)
             killed = False
@@ -241,8 +247,7 @@ def _run(caps: dict, program: str, limits: Limits, slot: int) -> str:
             _kill_uid(uid)
         proc.wait()
         result = _read_available(result_r)
-        stderr = _read_available(proc.stderr.fileno())
-        proc.stderr = None
+        stderr = _read_available(stderr_r)
     finally:
         _remove_tree(workdir)
     if result.startswith("sandbox-error:"):
