@@ -29,14 +29,13 @@ import numpy as np
 
 from codeparrot.raw import RawShardWriter, read_raw_records
 
-SHARD_BYTES = 64 << 20
+SHARD_BYTES = 64 << 20  # the local source's default shard size
 # The child reports its own peak RSS (VmHWM belongs to the exec'd image; ru_maxrss would include
 # the forked parent's memory).
 CHILD = """import json, sys
 from {module} import {function} as f
 f(**json.loads(sys.argv[1]))
 print(next(l for l in open("/proc/self/status") if l.startswith("VmHWM")).split()[1])"""
-BUCKETS_PER_1X = 4
 
 
 def run_jobs(jobs: list[tuple[str, str, dict]], parallel: int = 2) -> list[dict]:
@@ -109,11 +108,24 @@ def train_tokenizer(work: Path, shards: list[str]) -> str:
     return str(path)
 
 
-def clean_jobs(shards: list[str], work: Path, buckets: int, tokenizer: str | None) -> tuple[list, list, list]:
-    from codeparrot.clean.filters import resolve_filters
-    from codeparrot.clean.local import clean_settings
+def embedded_config() -> dict:
+    """config/config.yaml with the schema's defaults filled in: the bench runs what `snakemake` runs."""
+    import yaml
 
-    settings = clean_settings(num_buckets=buckets)
+    from codeparrot.config import validate_config
+
+    root = Path(__file__).resolve().parents[1]
+    config = yaml.safe_load((root / "config/config.yaml").read_text())
+    validate_config(config, root / "workflow/schemas/config.schema.yaml")
+    return config
+
+
+def clean_jobs(shards: list[str], work: Path, buckets: int, tokenizer: str | None) -> tuple[list, list, list]:
+    import copy
+
+    from codeparrot.clean.filters import resolve_filters
+
+    settings = copy.deepcopy(embedded_config()["clean"])
     settings["filters"]["char_token_ratio"]["tokenizer"] = tokenizer
     filters = resolve_filters(settings["preset"], settings["filters"])
     for sub in ("partition", "stats", "filtered"):
@@ -134,16 +146,18 @@ def clean_jobs(shards: list[str], work: Path, buckets: int, tokenizer: str | Non
 def near_dedup_jobs(filtered: list[str], work: Path) -> list[list]:
     from codeparrot.clean.near_dedup import band_groups, optimal_bands
 
-    bands, rows = optimal_bands(0.85, 256)
-    groups = band_groups(bands, 4)  # the schema default of near_dedup.band_jobs
+    near = embedded_config()["clean"]["near_dedup"]
+    bands, rows = optimal_bands(near["threshold"], near["num_perm"], 1 - near["false_negative_weight"], near["false_negative_weight"])
+    groups = band_groups(bands, near["band_jobs"])
     (work / "nd").mkdir(parents=True, exist_ok=True)
     sigs = [str(work / "nd" / f"sig-{b:05d}.parquet") for b in range(len(filtered))]
     edges = [str(work / "nd" / f"bands-{g:03d}.parquet") for g in range(len(groups))]
     clusters = str(work / "nd" / "clusters.parquet")
     return [
         [("codeparrot.clean.near_dedup", "bucket_signatures", {
-            "filtered_path": f, "bucket": b, "out_path": sigs[b], "stats_path": sigs[b] + ".json", "ngram": 5,
-            "num_perm": 256, "bands": bands, "rows": rows, "min_words": 10, "seed": 1}) for b, f in enumerate(filtered)],
+            "filtered_path": f, "bucket": b, "out_path": sigs[b], "stats_path": sigs[b] + ".json", "ngram": near["ngram"],
+            "num_perm": near["num_perm"], "bands": bands, "rows": rows, "min_words": near["min_words"], "seed": 1,
+            "batch_bytes": near["batch_bytes"]}) for b, f in enumerate(filtered)],
         [("codeparrot.clean.near_dedup", "band_edges", {"signature_paths": sigs, "bands": group, "out_path": edges[g]})
          for g, group in enumerate(groups)],
         [("codeparrot.clean.near_dedup", "cluster_duplicates", {
@@ -151,7 +165,7 @@ def near_dedup_jobs(filtered: list[str], work: Path) -> list[list]:
         [("codeparrot.clean.publish", "finalize_bucket", {
             "filtered_path": f, "clusters_path": clusters, "bucket": b, "stats_path": str(work / "nd" / f"split-{b}.json"),
             "split_paths": {s: str(work / "dataset" / "data" / f"{s}-{b:05d}.parquet") for s in ("train", "validation")},
-            "seed": 1, "validation_fraction": 0.0115, "split_by": "hash"}) for b, f in enumerate(filtered)],
+            "seed": 1, "validation_fraction": 0.05, "split_by": "hash"}) for b, f in enumerate(filtered)],
     ]
 
 
@@ -281,7 +295,7 @@ def main():
     for scale in args.scales:
         shards = scaled_corpus(work, base, scale)
         mb = raw_mb(shards)
-        buckets = BUCKETS_PER_1X * scale
+        buckets = embedded_config()["clean"]["num_buckets"] * scale  # bucket size stays constant
         row = {"raw_mb": round(mb, 1), "shards": len(shards), "buckets": buckets}
         for label, tok in (("without_tokenizer", None), ("with_tokenizer", tokenizer)):
             run = work / f"run-{scale}x-{label}"

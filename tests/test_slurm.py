@@ -87,7 +87,8 @@ def run_on_slurm(snakefile: Path, workdir: Path, profile: Path, *args: str, time
         ours = [line.split()[0] for line in queue.splitlines() if line.split()[1] == str(workdir)]
         if ours:
             subprocess.run(["scancel", *ours], timeout=30, check=False)
-        pytest.fail(f"snakemake on SLURM hung for {timeout}s; cancelled jobs {ours}\n{(e.stderr or b'')[-4000:]}")
+        stderr = e.stderr.decode() if isinstance(e.stderr, bytes) else e.stderr or ""
+        pytest.fail(f"snakemake on SLURM hung for {timeout}s; cancelled jobs {ours}\n{stderr[-4000:]}")
 
 
 def output(proc) -> str:
@@ -95,7 +96,7 @@ def output(proc) -> str:
 
 
 def jobs_in_log(log: str) -> dict[str, str]:
-    """Rule name per Snakemake job id, for the jobs Snakemake ran itself or sent to SLURM."""
+    """Rule name per Snakemake job id, for every job of the run except local rules (`all`)."""
     return {jobid: rule for rule, jobid in
             re.findall(r"(?<!local)(?:rule|checkpoint) (\w+):\n(?:[^\n]*\n){0,12}?\s+jobid: (\d+)", log)}
 

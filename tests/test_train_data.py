@@ -113,3 +113,17 @@ def test_bad_input_names_the_fix(train_fixture):
         TokenWindows(train_fixture.tokens, "validation", 10**9, seed=1)
     with pytest.raises(ValueError, match="'tokens' or 'dataset'"):
         open_source("parquet", train_fixture.tokens, "train", SEQ, 1, 0, 1)
+
+
+def test_literal_end_of_text_in_code_does_not_split_files(train_fixture, tmp_path):
+    from train_fixtures import write_hub_dataset
+
+    texts = ['EOS = "<|endoftext|>"\n' * 40, "def f():\n    return '<|endoftext|>'\n" * 40]
+    write_hub_dataset(tmp_path, {"train": texts}, shards=1)
+    packed = PackedStream(tmp_path, "train", train_fixture.tokenizer, seq_length=16, seed=1, shuffle=False)
+    rows = []
+    with pytest.raises(StopIteration):
+        while True:
+            rows.append(packed.next_sequence())
+    eos = train_fixture.tokenizer.eos_token_id
+    assert int((np.concatenate(rows) == eos).sum()) + int((packed.carry == eos).sum()) == len(texts)
