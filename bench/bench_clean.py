@@ -13,7 +13,6 @@ process (user+sys CPU, peak RSS, imports included). Figures:
 """
 
 import argparse
-import gzip
 import hashlib
 import json
 import os

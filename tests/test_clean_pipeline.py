@@ -145,3 +145,18 @@ def test_permissive_only_and_split_by_repository(corpus, tmp_path):
     rows = published(tmp_path / "dataset2")
     train_repos, validation_repos = ({r[0] for r in rows.get(s, [])} for s in ("train", "validation"))
     assert train_repos and validation_repos and not train_repos & validation_repos
+
+
+def test_mbpp_from_a_local_copy(tmp_path):
+    from codeparrot.clean.decontaminate import build_decontaminator
+    from codeparrot.clean.records import strip_whitespace
+
+    mbpp = tmp_path / "mbpp.jsonl"
+    code = "def remove_Occ(s,ch): \r\n    for i in range(len(s)): \r\n        if (s[i] == ch): \r\n            s = s[0 : i] + s[i + 1:] \r\n            break\r\n    return s "
+    mbpp.write_text(json.dumps({"task_id": 11, "text": "Write a python function to remove first and last occurrence of a given character from the string.", "code": code}) + "\n")
+    d = build_decontaminator(humaneval=False, mbpp_path=str(mbpp))
+    copied = "import sys\n\n" + code.replace("\r\n", "\n").replace("    ", "\t") + "\n"
+    assert d.match(strip_whitespace(copied)) == "mbpp:11:solution"
+    assert d.match(strip_whitespace("def remove(s, ch):\n    return s.replace(ch, '')\n")) is None
+    with pytest.raises(FileNotFoundError, match="clean.decontaminate.mbpp_path"):
+        build_decontaminator(humaneval=False, mbpp_path=str(tmp_path / "missing.jsonl"))

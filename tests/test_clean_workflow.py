@@ -47,3 +47,11 @@ def test_bad_clean_config_fails_before_any_job(snakemake, tmp_path):
     proc = snakemake([*config, "-n", "--config", "clean={'preset': 'bigcode'}"], workdir=tmp_path, check=False)
     assert proc.returncode != 0
     assert "clean.preset" in proc.stdout + proc.stderr and "codeparrot-v2" in proc.stdout + proc.stderr
+
+
+def test_missing_tokenizer_path_fails_before_any_job(snakemake, tmp_path):
+    config = write_config(tmp_path)
+    extra = tmp_path / "tok.yaml"
+    extra.write_text(yaml.safe_dump({"clean": {"filters": {"char_token_ratio": {"tokenizer": str(tmp_path / "nope")}}}}))
+    proc = snakemake([*config, str(extra), "-n"], workdir=tmp_path, check=False)
+    assert proc.returncode != 0 and "clean.filters.char_token_ratio.tokenizer" in proc.stdout + proc.stderr

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from codeparrot.eval.generate import (StopOnStrings, complete, generate_for_problems, generate_samples,
+from codeparrot.eval.generate import (StopOnStrings, complete, generate_batches, generate_samples, plan_batches,
                                       prompt_ids, sort_key)
 from codeparrot.eval.humaneval import STOP_STRINGS, read_problems
 from codeparrot.eval.validation import validation_loss
@@ -31,17 +31,26 @@ def tiny(train_fixture):
     return model, AutoTokenizer.from_pretrained(train_fixture.model)
 
 
-SETTINGS = dict(temperatures=[0.2, 0.8], top_p=0.95, n_samples=3, max_new_tokens=24, batch_size=2, seed=7)
+SETTINGS = dict(top_p=0.95, max_new_tokens=24, seed=7)
+
+
+def test_batches_cover_every_row_once_in_task_order():
+    batches = plan_batches(3, [0.2, 0.8], n_samples=2, batch_size=4)
+    assert batches == [[(0, 0.2, 0), (0, 0.2, 1), (1, 0.2, 0), (1, 0.2, 1)], [(2, 0.2, 0), (2, 0.2, 1)],
+                       [(0, 0.8, 0), (0, 0.8, 1), (1, 0.8, 0), (1, 0.8, 1)], [(2, 0.8, 0), (2, 0.8, 1)]]
+    many = plan_batches(164, [0.2, 0.6, 0.8], n_samples=200, batch_size=50)  # the original: one prompt per batch
+    assert len(many) == 164 * 3 * 4 and all(len({task for task, _, _ in b}) == 1 for b in many)
 
 
 def test_generations_are_well_formed_deterministic_and_stop(tiny):
     model, tokenizer = tiny
-    problems = list(enumerate(read_problems()))[:2]
-    lines, tokens = generate_for_problems(model, tokenizer, problems, **SETTINGS)
-    again, _ = generate_for_problems(model, tokenizer, problems, **SETTINGS)
+    problems = read_problems()[:2]
+    batches = plan_batches(2, [0.2, 0.8], n_samples=3, batch_size=2)
+    lines, tokens = generate_batches(model, tokenizer, problems, batches, **SETTINGS)
+    again, _ = generate_batches(model, tokenizer, problems, batches, **SETTINGS)
     assert lines == again
     assert 0 < tokens <= 2 * 2 * 3 * 24
-    assert [(line["task_id"], line["temperature"], line["sample"]) for line in lines] == [
+    assert sorted((line["task_id"], line["temperature"], line["sample"]) for line in lines) == [
         (f"HumanEval/{i}", t, s) for i in range(2) for t in (0.2, 0.8) for s in range(3)]
     for line in lines:
         assert isinstance(line["completion"], str)
@@ -49,11 +58,19 @@ def test_generations_are_well_formed_deterministic_and_stop(tiny):
     assert len({line["completion"] for line in lines}) > 1  # sampling, not one repeated string
 
 
+def test_left_padded_prompts_complete_as_if_alone(tiny):
+    model, tokenizer = tiny
+    short, long = read_problems()[2]["prompt"], read_problems()[0]["prompt"]
+    alone, _ = complete(model, tokenizer, [short], 0.0, 1.0, 16, seed=1)
+    together, _ = complete(model, tokenizer, [long, short, short], 0.0, 1.0, 16, seed=1)
+    assert together[1] == together[2] == alone[0]  # greedy: padding and batch neighbours change nothing
+
+
 def test_generation_stops_at_stop_strings_of_the_generated_text_only(tiny):
     model, tokenizer = tiny
     prompt = read_problems()[0]["prompt"]
-    # A frequent stop string ends every sequence long before the token limit.
-    completions, tokens = complete(model, tokenizer, prompt, 1.0, 1.0, 4, 100, seed=1, stop_strings=("e", "a"))
+    # A frequent stop string ends every row long before the token limit.
+    completions, tokens = complete(model, tokenizer, [prompt] * 4, 1.0, 1.0, 100, seed=1, stop_strings=("e", "a"))
     assert tokens < 4 * 100 / 2
     assert all("e" not in c and "a" not in c for c in completions)
     # The prompt holds "def" after a newline; only generated text may trigger the stop.
@@ -67,13 +84,6 @@ def test_generation_stops_at_stop_strings_of_the_generated_text_only(tiny):
     assert stop(batch, None).tolist() == [False, True]
 
 
-def test_temperature_zero_is_greedy_and_repeats_one_completion(tiny):
-    model, tokenizer = tiny
-    completions, _ = complete(model, tokenizer, read_problems()[2]["prompt"], 0.0, 0.95, 3, 16, seed=1)
-    again, _ = complete(model, tokenizer, read_problems()[2]["prompt"], 0.0, 0.95, 1, 16, seed=99)
-    assert completions == again * 3
-
-
 def test_prompt_starts_with_eos_and_is_left_truncated(tiny):
     _, tokenizer = tiny
     prompt = "def f(x):\n    return x\n" * 50
@@ -83,14 +93,14 @@ def test_prompt_starts_with_eos_and_is_left_truncated(tiny):
     assert prompt_ids(tokenizer, "x", 64)[0] == tokenizer.eos_token_id
 
 
-def test_accelerate_launch_writes_the_same_samples(tiny, train_fixture, tmp_path):
+def test_two_accelerate_processes_write_the_same_samples_as_one(tiny, train_fixture, tmp_path):
     model, tokenizer = tiny
     output = tmp_path / "samples.jsonl"
-    settings = {**SETTINGS, "temperatures": [0.5]}
-    generate_samples(str(train_fixture.model), str(output), max_problems=1, num_processes=1,
+    settings = dict(temperatures=[0.5], n_samples=3, batch_size=2, **SETTINGS)
+    generate_samples(str(train_fixture.model), str(output), max_problems=2, num_processes=2,
                      log_path=str(tmp_path / "log"), **settings)
     written = [json.loads(line) for line in output.read_text().splitlines()]
-    expected, _ = generate_for_problems(model, tokenizer, list(enumerate(read_problems()))[:1], **settings)
+    expected, _ = generate_batches(model, tokenizer, read_problems()[:2], plan_batches(2, [0.5], 3, 2), **SETTINGS)
     assert written == sorted(expected, key=sort_key)
     assert not list(tmp_path.glob("*.part*"))
 
@@ -98,7 +108,7 @@ def test_accelerate_launch_writes_the_same_samples(tiny, train_fixture, tmp_path
 def test_too_many_new_tokens_is_a_clear_error(tiny):
     model, tokenizer = tiny
     with pytest.raises(ValueError, match="max_new_tokens"):
-        complete(model, tokenizer, "def f():", 0.2, 0.95, 1, model.config.n_positions, seed=1)
+        complete(model, tokenizer, ["def f():"], 0.2, 0.95, model.config.n_positions, seed=1)
 
 
 def test_validation_loss_is_deterministic_and_matches_a_direct_computation(tiny, train_fixture, tmp_path):

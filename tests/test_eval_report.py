@@ -72,6 +72,7 @@ def test_pages_show_the_stage_figures_and_are_reproducible(tmp_path):
     assert "1,000" in text["dataset"] and "near_duplicate" in text["dataset"] and "21" in text["dataset"]
     assert "3.1" in text["tokenizer"] and "30/35" in text["tokenizer"]
     assert "250,123" in text["training"] and "164" in text["training"] and "5.1" in text["training"]
+    assert "2.0 %" in text["training"] and "5,010" in text["training"]  # mean MFU and tokens/s
     humaneval = text["humaneval"]
     assert "3.80 %" in humaneval and "17.88 %" in humaneval  # published figures beside ours
     assert "0.30 %" in humaneval  # 1 of 2 samples on 1 of 164 problems: pass@1 = 0.5/164

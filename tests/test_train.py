@@ -122,7 +122,7 @@ def test_sigkill_then_rerun_matches_an_uninterrupted_run(train_fixture, tmp_path
     assert all(torch.allclose(w_got[k], w_ref[k], atol=1e-6, rtol=0) for k in w_ref)
 
 
-def test_gradient_accumulation_4x2_equals_1x8(train_fixture, tmp_path):
+def test_gradient_accumulation_4x2_and_two_processes_equal_1x8(train_fixture, tmp_path):
     fx = train_fixture
     no_dropout = tmp_path / "model"
     shutil.copytree(fx.model, no_dropout)
@@ -134,11 +134,18 @@ def test_gradient_accumulation_4x2_equals_1x8(train_fixture, tmp_path):
     run_training(settings(fx, tmp_path / "accumulated", batch_size=2, gradient_accumulation_steps=4, **common))
     run_training(settings(fx, tmp_path / "large", batch_size=8, gradient_accumulation_steps=1, **common))
 
-    losses_acc = [r["loss"] for r in metrics(tmp_path / "accumulated") if "loss" in r]
-    losses_big = [r["loss"] for r in metrics(tmp_path / "large") if "loss" in r]
-    assert losses_acc == pytest.approx(losses_big, abs=1e-5)
-    w_acc, w_big = weights(tmp_path / "accumulated"), weights(tmp_path / "large")
-    assert all(torch.allclose(w_acc[k], w_big[k], atol=1e-4, rtol=0) for k in w_big)
+    # Two processes (gloo on CPU) × 2 sequences × 2 micro-steps: each rank its own half of the batch.
+    launch_training(settings(fx, tmp_path / "distributed", batch_size=2, gradient_accumulation_steps=2, **common),
+                    num_processes=2, log_path=str(tmp_path / "distributed.log"))
+
+    def losses(run):
+        return [r["loss"] for r in metrics(tmp_path / run) if "loss" in r]
+
+    w_big = weights(tmp_path / "large")
+    for run in ("accumulated", "distributed"):
+        assert losses(run) == pytest.approx(losses("large"), abs=1e-5), run
+        w = weights(tmp_path / run)
+        assert all(torch.allclose(w[k], w_big[k], atol=1e-4, rtol=0) for k in w_big), run
 
 
 def test_no_weight_decay_on_biases_and_layernorm(train_fixture):

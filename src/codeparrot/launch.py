@@ -27,13 +27,17 @@ def accelerate_command(module: str, args: list[str], num_processes: int, mixed_p
            "--num_machines", str(num_machines),
            "--mixed_precision", mixed_precision,
            "--dynamo_backend", "no"]  # torch.compile is the entry point's choice, not the launcher's
+    if num_processes * num_machines > 1:
+        # torchrun; without CUDA the entry point's Accelerator(cpu=True) picks gloo (accelerate's
+        # `--cpu` would run a single process).
+        cmd.append("--multi_gpu")
+    elif not torch.cuda.is_available():
+        cmd.append("--cpu")
     if not torch.cuda.is_available():
         # OMP_NUM_THREADS if the caller set it, else the cores this process may use split among the
         # processes (passing it also silences accelerate's warning).
         threads = int(os.environ.get("OMP_NUM_THREADS") or max(1, len(os.sched_getaffinity(0)) // num_processes))
-        cmd += ["--cpu", "--num_cpu_threads_per_process", str(threads)]
-    elif num_processes * num_machines > 1:
-        cmd.append("--multi_gpu")
+        cmd += ["--num_cpu_threads_per_process", str(threads)]
     return cmd + ["-m", module, *map(str, args)]
 
 

@@ -348,7 +348,8 @@ def train(settings: TrainSettings) -> None:
     from codeparrot.train_data import open_source, validation_batches
 
     started = time.perf_counter()
-    accelerator = Accelerator(gradient_accumulation_steps=settings.gradient_accumulation_steps,
+    accelerator = Accelerator(cpu=not torch.cuda.is_available(),  # several CPU processes talk over gloo
+                              gradient_accumulation_steps=settings.gradient_accumulation_steps,
                               mixed_precision=settings.mixed_precision,
                               step_scheduler_with_optimizer=False)  # we step it once per optimizer step
     set_seed(settings.seed)

@@ -2,6 +2,8 @@
 #   raw shard --clean_partition--> records with hash, bucketed --clean_bucket--> exact dedup + filters
 #   + decontamination + license --near_dedup_signatures--> band hashes --near_dedup_band--> edges
 #   --near_dedup_clusters--> clusters --clean_split--> data/{split}-0000X-of-0000N.parquet --dataset_card--> README.md
+import os
+
 from codeparrot.clean.filters import resolve_filters
 from codeparrot.clean.near_dedup import band_groups, optimal_bands
 from codeparrot.clean.publish import split_file_name
@@ -11,6 +13,11 @@ PUBLISH = config["publish"]
 NUM_BUCKETS = CLEAN["num_buckets"]
 BUCKETS = [f"{b:05d}" for b in range(NUM_BUCKETS)]
 CLEAN_FILTERS = resolve_filters(CLEAN["preset"], CLEAN["filters"])
+# Paths the clean jobs read from outside the workflow: fail before any job if they are missing.
+for key, path in (("clean.filters.char_token_ratio.tokenizer", CLEAN["filters"]["char_token_ratio"]["tokenizer"]),
+                  ("clean.decontaminate.mbpp_path", CLEAN["decontaminate"]["mbpp_path"])):
+    if path and not os.path.exists(path):
+        raise ValueError(f"config key `{key}`: {path} does not exist; give an existing path or null")
 NEAR_DEDUP = CLEAN["near_dedup"]
 NEAR_BANDS, NEAR_ROWS = optimal_bands(
     NEAR_DEDUP["threshold"], NEAR_DEDUP["num_perm"],

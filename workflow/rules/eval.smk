@@ -11,7 +11,7 @@ rule validation_loss:
     output:
         "results/eval/validation_loss.json",
     params:
-        tokens_dir="results/tokens",
+        tokens_dir=lambda wildcards, input: os.path.dirname(input.tokens_meta),
         seq_length=EVAL["validation"]["seq_length"],
         max_sequences=EVAL["validation"]["max_sequences"],
         batch_size=EVAL["validation"]["batch_size"],

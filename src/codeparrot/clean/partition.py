@@ -2,9 +2,10 @@
 
 Records with equal hashes land in the same bucket whichever shard they come from, so each
 bucket can be deduplicated on its own. One parquet file per shard, one row group per
-(batch, bucket), so a bucket job reads only its row groups (predicate pushdown on `bucket`).
+(batch, bucket), so a bucket job reads only its row groups (see read_bucket_rows).
 """
 
+import hashlib
 from collections import Counter
 from pathlib import Path
 
@@ -12,8 +13,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm import tqdm
-
-import hashlib
 
 from codeparrot.clean.decontaminate import build_decontaminator
 from codeparrot.clean.records import BadLine, bucket_of, open_quarantine, read_shard, strip_whitespace

@@ -1,10 +1,13 @@
 """HumanEval completions, sampled as in the original CodeParrot evaluation.
 
 Prompt = end-of-text token + problem prompt (left-truncated to leave room for the new tokens).
-Each batch holds copies of one prompt, so no padding is needed. Generation stops once every
-sequence of the batch has a stop string in its *generated* text; the completion is that text cut
-at the stop string. Every batch is seeded from (seed, problem, temperature, batch), so the
-samples do not depend on how many processes share the work.
+Every (problem, temperature, sample) is a row; the rows of one temperature are cut, in task
+order, into batches of `batch_size` rows. With many samples per problem a batch holds copies of
+one prompt (as the original); with few, consecutive prompts share a batch, left-padded, which
+is what keeps a small CPU run fast. Generation stops once every row of the batch has a stop
+string in its *generated* text; the completion is that text cut at the stop string. Batches are
+planned and seeded from the settings alone and dealt to processes whole, so the samples do not
+depend on how many processes share the work.
 
 Runs under `accelerate launch` (codeparrot.launch): `python -m codeparrot.eval.generate --help`.
 """
@@ -13,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import time
 from pathlib import Path
@@ -23,9 +25,21 @@ import torch
 
 from codeparrot.eval.humaneval import STOP_STRINGS, read_problems, truncate_at_stop
 
+Row = tuple[int, float, int]  # (task index, temperature, sample)
 
-def batch_seed(seed: int, task_index: int, temperature: float, batch: int) -> int:
-    return int(np.random.SeedSequence([seed, task_index, round(temperature * 1000), batch]).generate_state(1)[0])
+
+def plan_batches(num_problems: int, temperatures: list[float], n_samples: int, batch_size: int) -> list[list[Row]]:
+    """All rows, per temperature in task order, cut into batches of at most `batch_size` rows."""
+    batches = []
+    for temperature in temperatures:
+        rows = [(task, temperature, sample) for task in range(num_problems) for sample in range(n_samples)]
+        batches += [rows[i:i + batch_size] for i in range(0, len(rows), batch_size)]
+    return batches
+
+
+def batch_seed(seed: int, first_row: Row) -> int:
+    task, temperature, sample = first_row
+    return int(np.random.SeedSequence([seed, task, round(temperature * 1000), sample]).generate_state(1)[0])
 
 
 def prompt_ids(tokenizer, prompt: str, max_length: int) -> list[int]:
@@ -35,7 +49,7 @@ def prompt_ids(tokenizer, prompt: str, max_length: int) -> list[int]:
 
 
 class StopOnStrings:
-    """Marks a sequence done once its generated text (prompt excluded) holds a stop string."""
+    """Marks a row done once its generated text (prompt excluded) holds a stop string."""
 
     def __init__(self, tokenizer, prompt_length: int, stop_strings=STOP_STRINGS):
         self.tokenizer, self.prompt_length, self.stop_strings = tokenizer, prompt_length, stop_strings
@@ -46,50 +60,48 @@ class StopOnStrings:
 
 
 @torch.no_grad()
-def complete(model, tokenizer, prompt: str, temperature: float, top_p: float, n: int,
-             max_new_tokens: int, seed: int, stop_strings=STOP_STRINGS) -> tuple[list[str], int]:
-    """`n` completions of one prompt and the number of tokens generated."""
+def complete(model, tokenizer, prompts: list[str], temperature: float, top_p: float, max_new_tokens: int,
+             seed: int, stop_strings=STOP_STRINGS) -> tuple[list[str], int]:
+    """One completion per prompt (repeat a prompt for several samples), and the tokens generated."""
     from transformers import StoppingCriteriaList
 
     context = model.config.n_positions
     if max_new_tokens >= context:
         raise ValueError(f"eval.humaneval.max_new_tokens={max_new_tokens} leaves no room for the prompt "
                          f"in the model's context of {context} tokens: lower it.")
-    ids = prompt_ids(tokenizer, prompt, context - max_new_tokens)
-    input_ids = torch.tensor([ids], device=model.device)
+    rows = [prompt_ids(tokenizer, prompt, context - max_new_tokens) for prompt in prompts]
+    width = max(map(len, rows))
+    pad = tokenizer.eos_token_id
+    input_ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], device=model.device)
+    attention_mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=model.device)
     torch.manual_seed(seed)
-    # Temperature 0 is greedy decoding: every sample is the same, so one is generated and copied.
+    # Temperature 0 is greedy decoding.
     sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p} if temperature > 0 else {
         "do_sample": False}
     output = model.generate(
-        input_ids, attention_mask=torch.ones_like(input_ids), max_new_tokens=max_new_tokens,
-        num_return_sequences=n if temperature > 0 else 1, pad_token_id=tokenizer.eos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        stopping_criteria=StoppingCriteriaList([StopOnStrings(tokenizer, len(ids), stop_strings)]),
+        input_ids, attention_mask=attention_mask, max_new_tokens=max_new_tokens, pad_token_id=pad,
+        eos_token_id=pad, stopping_criteria=StoppingCriteriaList([StopOnStrings(tokenizer, width, stop_strings)]),
         **sampling,
     )
-    generated = output[:, len(ids):].expand(n, -1)
-    tokens = int((output[:, len(ids):] != tokenizer.eos_token_id).sum())
+    generated = output[:, width:]
+    tokens = int((generated != pad).sum())
     texts = tokenizer.batch_decode(generated, skip_special_tokens=True, clean_up_tokenization_spaces=False)
     return [truncate_at_stop(t, stop_strings) for t in texts], tokens
 
 
-def generate_for_problems(model, tokenizer, problems: list[tuple[int, dict]], temperatures: list[float],
-                          top_p: float, n_samples: int, max_new_tokens: int, batch_size: int, seed: int,
-                          progress=None) -> tuple[list[dict], int]:
-    """Sample lines for (task index, problem) pairs and the number of tokens generated."""
+def generate_batches(model, tokenizer, problems: list[dict], batches: list[list[Row]], top_p: float,
+                     max_new_tokens: int, seed: int, progress=None) -> tuple[list[dict], int]:
+    """Sample lines for the planned `batches` and the number of tokens generated."""
     lines, tokens = [], 0
-    for index, problem in problems:
-        for temperature in temperatures:
-            for batch in range(math.ceil(n_samples / batch_size)):
-                n = min(batch_size, n_samples - batch * batch_size)
-                completions, count = complete(model, tokenizer, problem["prompt"], temperature, top_p, n,
-                                              max_new_tokens, batch_seed(seed, index, temperature, batch))
-                tokens += count
-                lines += [{"task_id": problem["task_id"], "temperature": temperature,
-                           "sample": batch * batch_size + i, "completion": c} for i, c in enumerate(completions)]
-            if progress is not None:
-                progress.update(1)
+    for batch in batches:
+        temperature = batch[0][1]
+        completions, count = complete(model, tokenizer, [problems[task]["prompt"] for task, _, _ in batch],
+                                      temperature, top_p, max_new_tokens, batch_seed(seed, batch[0]))
+        tokens += count
+        lines += [{"task_id": problems[task]["task_id"], "temperature": temperature, "sample": sample,
+                   "completion": completion} for (task, _, sample), completion in zip(batch, completions)]
+        if progress is not None:
+            progress.update(1)
     return lines, tokens
 
 
@@ -117,13 +129,15 @@ def main(argv: list[str] | None = None) -> None:
     accelerator = Accelerator()
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     model = AutoModelForCausalLM.from_pretrained(args.model).to(accelerator.device).eval()
-    problems = list(enumerate(read_problems()))[:args.max_problems]
-    mine = problems[accelerator.process_index::accelerator.num_processes]
-    progress = tqdm(total=len(mine) * len(args.temperatures), desc=f"generate[{accelerator.process_index}]",
-                    unit="prompt", disable=not accelerator.is_local_main_process)
+    problems = read_problems()[:args.max_problems]
+    batches = plan_batches(len(problems), args.temperatures, args.n_samples, args.batch_size)
+    mine = batches[accelerator.process_index::accelerator.num_processes]
+    progress = tqdm(total=len(mine), desc=f"generate[{accelerator.process_index}]", unit="batch",
+                    disable=not accelerator.is_local_main_process)
     start = time.perf_counter()
-    lines, tokens = generate_for_problems(model, tokenizer, mine, args.temperatures, args.top_p, args.n_samples,
-                                          args.max_new_tokens, args.batch_size, args.seed, progress)
+    with accelerator.autocast():  # eval.mixed_precision on GPUs; a no-op on CPU
+        lines, tokens = generate_batches(model, tokenizer, problems, mine, args.top_p, args.max_new_tokens,
+                                         args.seed, progress)
     progress.close()
     elapsed = time.perf_counter() - start
     print(f"process {accelerator.process_index}: {len(lines)} samples, {tokens} tokens in {elapsed:.0f} s "

@@ -94,7 +94,7 @@ def training_page(model: dict, metrics: list[dict], validation: dict) -> str:
         mean = lambda key: sum(m[key] for m in train) / len(train)
         training = [["optimizer steps", last["step"]], ["tokens seen", last.get("tokens")],
                     ["final training loss", last["loss"]], ["mean tokens/s", mean("tokens_per_s")],
-                    ["mean MFU", mean("mfu")]]
+                    ["mean MFU", f"{100 * mean('mfu'):.1f} %"]]
     perplexity = validation["perplexity"]
     evaluation = [["validation loss", validation["loss"]],
                   ["validation perplexity", perplexity if isinstance(perplexity, float) else math.inf],
