@@ -235,22 +235,30 @@ def input_fingerprint(settings: TrainSettings) -> str:
     return digest.hexdigest()
 
 
-def check_resumable(settings: TrainSettings, path: Path) -> None:
-    """Refuse to continue a checkpoint made with other settings or inputs (a changed config)."""
+def resume_conflicts(settings: TrainSettings, path: Path) -> str:
+    """Why checkpoint `path` cannot be continued with these settings and inputs ("" if it can)."""
     state = json.loads((path / STATE_FILE).read_text())
     saved = {**state.get("settings", {}), "inputs": state.get("inputs")}
     current = {**dataclasses.asdict(settings), "inputs": input_fingerprint(settings)}
     changed = sorted(k for k in current.keys() - RESUMABLE_CHANGES if saved.get(k) != current[k])
-    if changed:
-        details = ", ".join(f"{k}: {saved.get(k)!r} -> {current[k]!r}" for k in changed)
-        raise RuntimeError(
-            f"The checkpoints in {path.parent} come from a run with other settings ({details}). "
-            f"Delete {path.parent} to train from scratch with the new settings, or restore the old values."
-        )
+    return ", ".join(f"{k}: {str(saved.get(k))[:16]} -> {str(current[k])[:16]}" for k in changed)
+
+
+def set_aside_checkpoints(accelerator, settings: TrainSettings, reason: str) -> None:
+    """Move the checkpoints of a run with other settings out of the way (kept, not deleted)."""
+    root = Path(settings.checkpoint_dir)
+    aside = root / time.strftime("superseded-%Y%m%dT%H%M%S", time.gmtime())
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        aside.mkdir()
+        for path in root.glob("step-*"):
+            os.replace(path, aside / path.name)
+    accelerator.wait_for_everyone()
+    accelerator.print(f"Training from scratch: the checkpoints in {root} came from other settings ({reason}); "
+                      f"moved to {aside} (delete it if you do not need them).")
 
 
 def restore_checkpoint(accelerator, settings: TrainSettings, path: Path, data) -> dict:
-    check_resumable(settings, path)
     accelerator.load_state(str(path))
     data.load_state_dict(torch.load(path / f"data_state_{accelerator.process_index}.pt", weights_only=False))
     if accelerator.is_main_process:
@@ -377,6 +385,9 @@ def train(settings: TrainSettings) -> None:
 
     step, tokens_seen = 0, 0
     checkpoint = latest_checkpoint(settings.checkpoint_dir)
+    if checkpoint is not None and (conflicts := resume_conflicts(settings, checkpoint)):
+        set_aside_checkpoints(accelerator, settings, conflicts)
+        checkpoint = None
     if checkpoint is not None:
         state = restore_checkpoint(accelerator, settings, checkpoint, data)
         step, tokens_seen = state["step"], state["tokens"]

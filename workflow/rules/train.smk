@@ -10,24 +10,21 @@ TRAIN = config["train"]
 TRAIN_DATA = {"tokens": "results/tokens/meta.json", "dataset": f"{DATASET}/README.md"}[TRAIN["data"]]
 
 
-def train_settings():
-    """codeparrot.train.TrainSettings for this run: every value the loop uses, passed as params."""
-    keys = ["data", "seq_length", "batch_size", "gradient_accumulation_steps", "max_steps",
-            "max_minutes", "learning_rate", "lr_scheduler", "warmup_steps", "weight_decay",
-            "adam_beta1", "adam_beta2", "max_grad_norm", "mixed_precision",
-            "gradient_checkpointing", "compile", "attn_implementation", "save_every", "keep_last",
-            "eval_every", "eval_sequences", "log_every", "num_of_sequences", "chars_per_token",
-            "peak_tflops", "run_name"]
-    settings = {key: TRAIN[key] for key in keys}
-    settings.update(
-        seed=config["seed"],
-        wandb_project=TRAIN["wandb"]["project"],
-        wandb_entity=TRAIN["wandb"]["entity"],
-        wandb_mode=TRAIN["wandb"]["mode"],
-        checkpoint_dir="results/train/checkpoints",
-        tensorboard_dir="results/train/tensorboard",
-    )
-    return settings
+# codeparrot.train.TrainSettings of this run: every value the loop uses, passed as params.
+TRAIN_SETTINGS = {
+    **{key: TRAIN[key] for key in [
+        "data", "seq_length", "batch_size", "gradient_accumulation_steps", "max_steps", "max_minutes",
+        "learning_rate", "lr_scheduler", "warmup_steps", "weight_decay", "adam_beta1", "adam_beta2",
+        "max_grad_norm", "mixed_precision", "gradient_checkpointing", "compile", "attn_implementation",
+        "save_every", "keep_last", "eval_every", "eval_sequences", "log_every", "num_of_sequences",
+        "chars_per_token", "peak_tflops", "run_name"]},
+    "seed": config["seed"],
+    "wandb_project": TRAIN["wandb"]["project"],
+    "wandb_entity": TRAIN["wandb"]["entity"],
+    "wandb_mode": TRAIN["wandb"]["mode"],
+    "checkpoint_dir": "results/train/checkpoints",
+    "tensorboard_dir": "results/train/tensorboard",
+}
 
 
 rule train:
@@ -38,7 +35,7 @@ rule train:
         model=directory("results/train/model"),
         metrics="results/train/metrics.jsonl",
     params:
-        settings=train_settings(),
+        settings=TRAIN_SETTINGS,
     log:
         "results/logs/train.log",
     threads: max(1, TRAIN["gpus"]) * 4
