@@ -89,6 +89,11 @@ def test_loss_falls_and_outputs_are_complete(train_fixture, tmp_path, data):
     assert "Resuming" not in (tmp_path / "train.log").read_text()
     if data == "dataset":
         assert list((run / "wandb").glob("offline-run-*-smoke"))
+    else:  # a changed config trains from scratch and keeps the old checkpoints aside
+        launch_training({**values, "learning_rate": 1e-3, "max_steps": 2}, log_path=str(tmp_path / "again.log"))
+        assert "Training from scratch" in (tmp_path / "again.log").read_text()
+        assert [r["step"] for r in metrics(run) if "loss" in r] == [2]
+        assert sorted(p.name for p in (run / "checkpoints").glob("superseded-*/step-*")) == kept
 
 
 def test_sigkill_then_rerun_matches_an_uninterrupted_run(train_fixture, tmp_path):
