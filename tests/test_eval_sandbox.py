@@ -241,3 +241,8 @@ print(run_program("while True:\\n    pass", Limits(timeout_s=0.5), slot=3))
     assert lines[0] == "passed"
     assert lines[1].startswith("failed") and victim.read_text() == "precious"
     assert lines[2] == "timed out"
+
+
+def test_a_completion_that_does_not_parse_is_a_failed_sample():
+    verdict = run_program("def f(:\n    return 1)\n")
+    assert verdict.startswith("failed: SyntaxError"), verdict

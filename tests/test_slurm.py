@@ -124,7 +124,7 @@ def sbatch_call(log: str, rule: str) -> str:
 
 
 @pytest.fixture
-def test_profile(tmp_path):
+def shrunk_profile(tmp_path):
     config = tmp_path / "config.yaml"
     config.write_text("{}\n")
     return derive_test_profile(tmp_path / "profile", config)
@@ -211,10 +211,10 @@ def test_shipped_train_request_is_refused_by_a_cluster_without_such_nodes(slurm_
 
 
 @pytest.mark.slow
-def test_multi_node_launch_starts_one_accelerate_per_node_through_srun(slurm_cluster, tmp_path, test_profile):
+def test_multi_node_launch_starts_one_accelerate_per_node_through_srun(slurm_cluster, tmp_path, shrunk_profile):
     workdir = tmp_path / "work"
     workdir.mkdir()
-    proc = run_on_slurm(SLURM_TESTS / "Snakefile", workdir, test_profile, "ranks/done")
+    proc = run_on_slurm(SLURM_TESTS / "Snakefile", workdir, shrunk_profile, "ranks/done")
     log = output(proc)
     assert proc.returncode == 0, log[-4000:] + (workdir / "logs/launch_per_node.log").read_text()
 
@@ -255,10 +255,10 @@ def test_failing_job_is_retried_with_more_time_and_memory_then_reported_failed(s
 
 
 @pytest.mark.slow
-def test_option_the_plugin_manages_is_refused_in_slurm_extra(slurm_cluster, tmp_path, test_profile):
+def test_option_the_plugin_manages_is_refused_in_slurm_extra(slurm_cluster, tmp_path, shrunk_profile):
     workdir = tmp_path / "work"
     workdir.mkdir()
-    proc = run_on_slurm(SLURM_TESTS / "Snakefile", workdir, test_profile, "bad.txt", timeout=120)
+    proc = run_on_slurm(SLURM_TESTS / "Snakefile", workdir, shrunk_profile, "bad.txt", timeout=120)
     assert proc.returncode != 0
     assert "The --memory option is not allowed in the 'slurm_extra' parameter" in output(proc)
 

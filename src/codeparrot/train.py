@@ -286,8 +286,10 @@ class MetricsLog:
         from torch.utils.tensorboard import SummaryWriter
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        # purge_step drops events that a killed run wrote after the checkpoint we resume from.
-        self.writer = SummaryWriter(settings.tensorboard_dir, purge_step=start_step + 1 if start_step else None)
+        if start_step == 0:  # a fresh run: nothing from an earlier one belongs in its metrics
+            self.path.unlink(missing_ok=True)
+        # purge_step hides events written after the checkpoint we resume from (or by an earlier run).
+        self.writer = SummaryWriter(settings.tensorboard_dir, purge_step=start_step + 1)
         if settings.wandb_project:
             import wandb
 
