@@ -4,6 +4,7 @@ import json
 import re
 
 import pytest
+import yaml
 
 from conftest import ROOT, run_snakemake
 
@@ -26,11 +27,13 @@ def finished_run(tmp_path_factory):
     return workdir
 
 
-def planned_jobs(workdir, *config):
-    """Rule names that `snakemake -n` plans after the given --config overrides."""
+def planned_jobs(workdir, change=None):
+    """Rule names that `snakemake -n` plans with `change` (a config overlay) on top of the tiny config."""
     args = ["-n", "--cores", "2", "--configfile", str(TINY)]
-    if config:
-        args += ["--config", *config]
+    if change:
+        overlay = workdir / "change.yaml"
+        overlay.write_text(yaml.safe_dump(change))
+        args.append(str(overlay))
     out = run_snakemake(args, workdir=workdir).stdout
     if "Nothing to be done" in out:
         return set()
@@ -61,16 +64,16 @@ def test_report_renders(finished_run):
 @pytest.mark.parametrize(
     "change, expected",
     [
-        ("clean={'split': {'validation_fraction': 0.1}}", PUBLISH | TOKENIZER | TOKENS | MODEL | TRAIN | EVAL | REPORT),
-        ("clean={'near_dedup': {'threshold': 0.9}}", {"near_dedup_band", "near_dedup_clusters"} | PUBLISH | TOKENIZER | TOKENS | MODEL | TRAIN | EVAL | REPORT),
-        ("tokenizer={'vocab_size': 2048}", TOKENIZER | TOKENS | MODEL | TRAIN | EVAL | REPORT),
-        ("model={'context_length': 256}", MODEL | TRAIN | EVAL | REPORT),
-        ("train={'learning_rate': 0.002}", TRAIN | EVAL | REPORT),
-        ("eval={'humaneval': {'top_p': 0.9}}", {"humaneval_generate", "humaneval_execute"} | REPORT),
-        ("eval={'execute': {'timeout_s': 5.0}}", {"humaneval_execute"} | REPORT),
-        ("eval={'validation': {'batch_size': 4}}", {"validation_loss"} | REPORT),
+        ({"clean": {"split": {"validation_fraction": 0.1}}}, PUBLISH | TOKENIZER | TOKENS | MODEL | TRAIN | EVAL | REPORT),
+        ({"clean": {"near_dedup": {"threshold": 0.9}}}, {"near_dedup_band", "near_dedup_clusters"} | PUBLISH | TOKENIZER | TOKENS | MODEL | TRAIN | EVAL | REPORT),
+        ({"tokenizer": {"vocab_size": 2048}}, TOKENIZER | TOKENS | MODEL | TRAIN | EVAL | REPORT),
+        ({"model": {"context_length": 256}}, MODEL | TRAIN | EVAL | REPORT),
+        ({"train": {"learning_rate": 0.002}}, TRAIN | EVAL | REPORT),
+        ({"eval": {"humaneval": {"top_p": 0.9}}}, {"humaneval_generate", "humaneval_execute"} | REPORT),
+        ({"eval": {"execute": {"timeout_s": 5.0}}}, {"humaneval_execute"} | REPORT),
+        ({"eval": {"validation": {"batch_size": 4}}}, {"validation_loss"} | REPORT),
     ],
-    ids=lambda v: v if isinstance(v, str) else "",
+    ids=["split", "near_dedup", "tokenizer", "model", "train", "humaneval", "execute", "validation"],
 )
 def test_config_change_reruns_exactly_its_stage_and_downstream(finished_run, change, expected):
     assert planned_jobs(finished_run, change) == expected
@@ -78,6 +81,6 @@ def test_config_change_reruns_exactly_its_stage_and_downstream(finished_run, cha
 
 @pytest.mark.slow
 def test_source_change_reruns_everything_from_the_source(finished_run):
-    planned = planned_jobs(finished_run, "source={'min_size': 2048}")
+    planned = planned_jobs(finished_run, {"source": {"min_size": 2048}})
     # Jobs after a checkpoint are planned once it has run again; the checkpoint itself must be.
     assert "collect_local" in planned
