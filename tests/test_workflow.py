@@ -65,7 +65,7 @@ def test_report_renders(finished_run):
     "change, expected",
     [
         ({"clean": {"split": {"validation_fraction": 0.1}}}, PUBLISH | TOKENIZER | TOKENS | MODEL | TRAIN | EVAL | REPORT),
-        ({"clean": {"near_dedup": {"threshold": 0.9}}}, {"near_dedup_band", "near_dedup_clusters"} | PUBLISH | TOKENIZER | TOKENS | MODEL | TRAIN | EVAL | REPORT),
+        ({"clean": {"near_dedup": {"threshold": 0.9}}}, DATA - {"clean_bucket"} | PUBLISH | TOKENIZER | TOKENS | MODEL | TRAIN | EVAL | REPORT),
         ({"tokenizer": {"vocab_size": 2048}}, TOKENIZER | TOKENS | MODEL | TRAIN | EVAL | REPORT),
         ({"model": {"context_length": 256}}, MODEL | TRAIN | EVAL | REPORT),
         ({"train": {"learning_rate": 0.002}}, TRAIN | EVAL | REPORT),
