@@ -54,7 +54,8 @@ def partition_stats(wildcards):
 
 rule clean_partition:
     input:
-        "results/raw/shards/{shard}.json.gz",
+        shard="results/raw/shards/{shard}.json.gz",
+        mbpp=CLEAN["decontaminate"]["mbpp_path"] or [],  # a changed local MBPP copy reruns this
     output:
         parquet=temp("results/clean/partition/{shard}.parquet"),
         quarantine="results/quarantine/{shard}.jsonl.gz",
@@ -78,7 +79,9 @@ rule clean_partition:
 
 rule clean_bucket:
     input:
-        partition_files,
+        partitions=partition_files,
+        # A user-given tokenizer is an input, so replacing its files reruns the filter.
+        tokenizer=CLEAN["filters"]["char_token_ratio"]["tokenizer"] or [],
     output:
         filtered="results/clean/filtered/bucket-{bucket}.parquet",
         removed="results/clean/removed/bucket-{bucket}.parquet",

@@ -40,7 +40,6 @@ rule humaneval_generate:
         max_new_tokens=EVAL["humaneval"]["max_new_tokens"],
         batch_size=EVAL["humaneval"]["batch_size"],
         max_problems=EVAL["humaneval"]["max_problems"],
-        num_processes=max(1, EVAL["gpus"]),
         mixed_precision=EVAL["mixed_precision"],
         seed=config["seed"],
     log:
