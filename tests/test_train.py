@@ -17,7 +17,8 @@ from safetensors.torch import load_file
 
 from codeparrot.launch import accelerate_command, run_accelerate
 from codeparrot.train import (SETTINGS_FILE, STATE_FILE, TrainSettings, input_fingerprint, latest_checkpoint,
-                              launch_training, param_groups, perplexity, push_train_model, resume_conflicts)
+                              launch_training, param_groups, perplexity, push_train_model, resume_conflicts,
+                              with_accumulation)
 
 
 @pytest.fixture(autouse=True)
@@ -139,8 +140,9 @@ def test_gradient_accumulation_4x2_and_two_processes_equal_1x8(train_fixture, tm
     run_training(settings(fx, tmp_path / "accumulated", batch_size=2, gradient_accumulation_steps=4, **common))
     run_training(settings(fx, tmp_path / "large", batch_size=8, gradient_accumulation_steps=1, **common))
 
-    # Two processes (gloo on CPU) × 2 sequences × 2 micro-steps: each rank its own half of the batch.
-    launch_training(settings(fx, tmp_path / "distributed", batch_size=2, gradient_accumulation_steps=2, **common),
+    # Two processes (gloo on CPU) × 2 sequences × 2 micro-steps (derived from the global batch of 8):
+    # each rank its own half of the batch.
+    launch_training(settings(fx, tmp_path / "distributed", batch_size=2, global_batch_size=8, **common),
                     num_processes=2, log_path=str(tmp_path / "distributed.log"))
 
     def losses(run):
@@ -151,6 +153,13 @@ def test_gradient_accumulation_4x2_and_two_processes_equal_1x8(train_fixture, tm
         assert losses(run) == pytest.approx(losses("large"), abs=1e-5), run
         w = weights(tmp_path / run)
         assert all(torch.allclose(w[k], w_big[k], atol=1e-4, rtol=0) for k in w_big), run
+
+
+def test_global_batch_sets_accumulation_for_any_process_count(train_fixture, tmp_path):
+    base = TrainSettings(**settings(train_fixture, tmp_path, batch_size=2, global_batch_size=32))
+    assert [with_accumulation(base, world).gradient_accumulation_steps for world in (1, 2, 16)] == [16, 8, 1]
+    with pytest.raises(ValueError, match=r"train.global_batch_size=32 is not a multiple of .* 2 × 3"):
+        with_accumulation(base, 3)
 
 
 def test_no_weight_decay_on_biases_and_layernorm(train_fixture):

@@ -64,6 +64,7 @@ class TrainSettings:
     seq_length: int = 256
     batch_size: int = 16  # sequences per process per micro-step
     gradient_accumulation_steps: int = 1
+    global_batch_size: int | None = None  # sequences per optimizer step; sets the accumulation
     max_steps: int = 100  # optimizer steps
     max_minutes: float | None = None  # stop early (and save) after this long
     learning_rate: float = 5e-4
@@ -349,6 +350,19 @@ def evaluate(accelerator, model, batches: list[torch.Tensor]) -> dict:
     return {"eval_loss": loss, "perplexity": perplexity(loss)}
 
 
+def with_accumulation(settings: TrainSettings, world: int) -> TrainSettings:
+    """Derive the accumulation steps from the global batch, so that the number of GPUs a cluster
+    profile gives the job does not change the optimisation."""
+    if settings.global_batch_size is None:
+        return settings
+    per_micro_step = settings.batch_size * world
+    if settings.global_batch_size % per_micro_step:
+        raise ValueError(
+            f"train.global_batch_size={settings.global_batch_size} is not a multiple of train.batch_size × "
+            f"processes = {settings.batch_size} × {world}: change the batch size or the job's GPU count")
+    return dataclasses.replace(settings, gradient_accumulation_steps=settings.global_batch_size // per_micro_step)
+
+
 def train(settings: TrainSettings) -> None:
     from accelerate import Accelerator
     from accelerate.utils import set_seed
@@ -358,6 +372,7 @@ def train(settings: TrainSettings) -> None:
     from codeparrot.train_data import open_source, validation_batches
 
     started = time.perf_counter()
+    settings = with_accumulation(settings, int(os.environ.get("WORLD_SIZE", 1)))
     accelerator = Accelerator(cpu=not torch.cuda.is_available(),  # several CPU processes talk over gloo
                               gradient_accumulation_steps=settings.gradient_accumulation_steps,
                               mixed_precision=settings.mixed_precision,

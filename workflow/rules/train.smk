@@ -13,7 +13,7 @@ TRAIN_DATA = {"tokens": "results/tokens/meta.json", "dataset": f"{DATASET}/READM
 # codeparrot.train.TrainSettings of this run: every value the loop uses, passed as params.
 TRAIN_SETTINGS = {
     **{key: TRAIN[key] for key in [
-        "data", "seq_length", "batch_size", "gradient_accumulation_steps", "max_steps", "max_minutes",
+        "data", "seq_length", "batch_size", "gradient_accumulation_steps", "global_batch_size", "max_steps", "max_minutes",
         "learning_rate", "lr_scheduler", "warmup_steps", "weight_decay", "adam_beta1", "adam_beta2",
         "max_grad_norm", "mixed_precision", "gradient_checkpointing", "compile", "attn_implementation",
         "save_every", "keep_last", "eval_every", "eval_sequences", "log_every", "num_of_sequences",
