@@ -6,11 +6,8 @@ import os
 
 from codeparrot.clean.filters import resolve_filters
 from codeparrot.clean.near_dedup import band_groups, optimal_bands
-from codeparrot.clean.publish import split_file_name
 
 CLEAN = config["clean"]
-PUBLISH = config["publish"]
-NUM_BUCKETS = CLEAN["num_buckets"]
 BUCKETS = [f"{b:05d}" for b in range(NUM_BUCKETS)]
 CLEAN_FILTERS = resolve_filters(CLEAN["preset"], CLEAN["filters"])
 # Paths the clean jobs read from outside the workflow: fail before any job if they are missing.
@@ -24,7 +21,6 @@ NEAR_BANDS, NEAR_ROWS = optimal_bands(
     1 - NEAR_DEDUP["false_negative_weight"], NEAR_DEDUP["false_negative_weight"],
 )
 BAND_GROUPS = band_groups(NEAR_BANDS, NEAR_DEDUP["band_jobs"])
-DATASET = "results/dataset"
 CARD_STATS = [f"results/stats/clean/{stage}.json" for stage in ("read", "exact_dedup_and_filters", "near_dedup", "split", "clean")]
 
 
@@ -32,24 +28,6 @@ wildcard_constraints:
     bucket=r"\d{5}",
     band=r"\d{3}",
     shard=r"[^/]+",
-
-
-def dataset_files(split):
-    """Published parquet files of one split (known at DAG-parse time: one per bucket)."""
-    return [f"{DATASET}/data/{split_file_name(split, b, NUM_BUCKETS)}" for b in range(NUM_BUCKETS)]
-
-
-def dataset_push_targets():
-    """What `rule all` needs for the optional push (nothing unless publish.repo_id is set)."""
-    return ["results/publish/dataset.json"] if PUBLISH["repo_id"] else []
-
-
-def partition_files(wildcards):
-    return expand("results/clean/partition/{shard}.parquet", shard=raw_shard_names())
-
-
-def partition_stats(wildcards):
-    return expand("results/stats/clean/partition/{shard}.json", shard=raw_shard_names())
 
 
 rule clean_partition:

@@ -1,6 +1,7 @@
 # Config validation and input functions shared by all stages.
 from pathlib import Path
 
+from codeparrot.clean.publish import split_file_name
 from codeparrot.config import validate_config
 
 # Fails before any job, naming the key, the value and what is allowed.
@@ -23,3 +24,28 @@ def raw_shard_names():
     manifest = getattr(checkpoints, RAW_CHECKPOINT).get().output.manifest
     with open(manifest) as f:
         return [s["file"].removesuffix(".json.gz") for s in json.load(f)["shards"]]
+
+
+# The published dataset (clean.smk): one parquet file per hash bucket and split, so the file
+# names are known when the DAG is built.
+DATASET = "results/dataset"
+NUM_BUCKETS = config["clean"]["num_buckets"]
+PUBLISH = config["publish"]
+
+
+def dataset_files(split):
+    """Published parquet files of one split (known at DAG-parse time: one per bucket)."""
+    return [f"{DATASET}/data/{split_file_name(split, b, NUM_BUCKETS)}" for b in range(NUM_BUCKETS)]
+
+
+def dataset_push_targets():
+    """What `rule all` needs for the optional push (nothing unless publish.repo_id is set)."""
+    return ["results/publish/dataset.json"] if PUBLISH["repo_id"] else []
+
+
+def partition_files(wildcards):
+    return expand("results/clean/partition/{shard}.parquet", shard=raw_shard_names())
+
+
+def partition_stats(wildcards):
+    return expand("results/stats/clean/partition/{shard}.json", shard=raw_shard_names())
