@@ -28,6 +28,15 @@ def normalise_record(record: dict) -> dict:
     return record
 
 
+def size_out_of_bounds(size: int, min_size: int, max_size: int) -> str | None:
+    """The skip reason for a file outside the SQL's size bounds (`c.size BETWEEN min AND max`), else None."""
+    if size < min_size:
+        return "too_small"
+    if size > max_size:
+        return "too_large"
+    return None
+
+
 def sha256_file(path: str | Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 from tqdm import tqdm
 
-from codeparrot.raw import RawShardWriter, normalise_record, write_manifest
+from codeparrot.raw import RawShardWriter, normalise_record, size_out_of_bounds, write_manifest
 
 
 def hub_records(examples: Iterable[dict], extension: str, min_size: int, max_size: int, skipped: Counter):
@@ -27,11 +27,8 @@ def hub_records(examples: Iterable[dict], extension: str, min_size: int, max_siz
             skipped["other_extension"] += 1
             continue
         size = len(content.encode("utf-8"))
-        if size < min_size:
-            skipped["too_small"] += 1
-            continue
-        if size > max_size:
-            skipped["too_large"] += 1
+        if reason := size_out_of_bounds(size, min_size, max_size):
+            skipped[reason] += 1
             continue
         copies = normalise_record({"copies": row.get("copies")})["copies"]
         yield {

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from codeparrot.raw import RawShardWriter, write_manifest
+from codeparrot.raw import RawShardWriter, size_out_of_bounds, write_manifest
 
 
 def default_roots() -> list[str]:
@@ -80,12 +80,8 @@ def collect_local(
             for relpath, path in tqdm(walk_python_files(root, extension, skipped), desc=f"collect {root}", unit=" files", mininterval=2):
                 if max_files is not None and kept >= max_files:
                     break
-                size = os.lstat(path).st_size
-                if size < min_size:
-                    skipped["too_small"] += 1
-                    continue
-                if size > max_size:
-                    skipped["too_large"] += 1
+                if reason := size_out_of_bounds(os.lstat(path).st_size, min_size, max_size):
+                    skipped[reason] += 1
                     continue
                 data = Path(path).read_bytes()
                 try:
