@@ -24,11 +24,9 @@ rule all:
     input:
         "results/raw/manifest.json",
         "results/dataset/README.md",
-        *dataset_push_targets(),
         "results/reports/tokenizer.json",
         "results/reports/model.json",
-        *(["results/model/init_pushed.json"] if config["model"]["repo_id"] else []),
         "results/tokens/meta.json",
         "results/train/model",
-        *(["results/train/hub_push.json"] if config["train"]["hub"]["repo_id"] else []),
         *REPORT_PAGES.values(),
+        *hub_push_targets(),

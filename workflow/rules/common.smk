@@ -38,9 +38,14 @@ def dataset_files(split):
     return [f"{DATASET}/data/{split_file_name(split, b, NUM_BUCKETS)}" for b in range(NUM_BUCKETS)]
 
 
-def dataset_push_targets():
-    """What `rule all` needs for the optional push (nothing unless publish.repo_id is set)."""
-    return ["results/publish/dataset.json"] if PUBLISH["repo_id"] else []
+def hub_push_targets():
+    """The optional Hub pushes (dataset, initial model, trained model): each only when its repo id is set."""
+    receipts = {
+        "results/publish/dataset.json": PUBLISH["repo_id"],
+        "results/model/init_pushed.json": config["model"]["repo_id"],
+        "results/train/hub_push.json": config["train"]["hub"]["repo_id"],
+    }
+    return [receipt for receipt, repo_id in receipts.items() if repo_id]
 
 
 def partition_files(wildcards):
