@@ -53,7 +53,10 @@ def finalize_bucket(
     for split, mask in (("train", ~validation), ("validation", validation)):
         part = kept.filter(pa.array(mask))
         Path(split_paths[split]).parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(part, split_paths[split], compression="zstd")
+        # An empty split file gets no row group at all: `datasets` cannot read a row group of 0 rows.
+        with pq.ParquetWriter(split_paths[split], part.schema, compression="zstd") as writer:
+            if part.num_rows:
+                writer.write_table(part)
         stats["splits"][split] = {"records": part.num_rows,
                                   "bytes": pc.sum(pc.binary_length(part["content"])).as_py() or 0}
     write_stats(stats_path, stats)
