@@ -1,10 +1,14 @@
 """Pushing a folder (dataset, model, checkpoint) to the Hugging Face Hub."""
 
+import json
 import os
 
+from codeparrot.raw import atomic_write_text
 
-def push_folder(folder: str, repo_id: str, repo_type: str, revision: str | None = None) -> dict:
-    """Create `repo_id` if needed and upload `folder` to it (on branch `revision` if given).
+
+def push_folder(folder: str, repo_id: str, repo_type: str, receipt_path: str, revision: str | None = None) -> dict:
+    """Create `repo_id` if needed, upload `folder` to it (on branch `revision` if given) and write
+    the receipt (where it went, JSON) to `receipt_path`, the push rule's output.
 
     The token comes from HF_TOKEN (or huggingface_hub's own login) and is never printed.
     """
@@ -25,4 +29,6 @@ def push_folder(folder: str, repo_id: str, repo_type: str, revision: str | None 
         folder_path=folder, repo_id=repo_id, repo_type=repo_type, revision=revision,
         commit_message=f"Upload {os.path.basename(os.path.normpath(folder))} from the CodeParrot workflow",
     )
-    return {"repo_id": repo_id, "repo_type": repo_type, "revision": revision, "commit_url": str(commit)}
+    receipt = {"repo_id": repo_id, "repo_type": repo_type, "revision": revision, "commit_url": str(commit)}
+    atomic_write_text(receipt_path, json.dumps(receipt, indent=2, sort_keys=True) + "\n")
+    return receipt

@@ -88,6 +88,4 @@ def push_model(model_dir: str | Path, repo_id: str, receipt_path: str | Path) ->
 
     if not repo_id:
         raise ValueError("model.repo_id is not set: give the Hub repository (user/name) to push the model to.")
-    receipt = push_folder(str(model_dir), repo_id, repo_type="model")
-    Path(receipt_path).write_text(json.dumps(receipt, indent=2) + "\n")
-    return receipt
+    return push_folder(str(model_dir), repo_id, "model", str(receipt_path))

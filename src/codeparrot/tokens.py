@@ -13,6 +13,8 @@ from typing import Sequence
 
 import numpy as np
 
+from codeparrot.raw import atomic_write_text
+
 META_FILE = "meta.json"
 
 
@@ -101,9 +103,7 @@ def read_meta(tokens_dir: str | Path) -> dict:
 def write_meta(tokens_dir: str | Path, meta: dict) -> None:
     path = Path(tokens_dir) / META_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(META_FILE + ".tmp")
-    tmp.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(meta, indent=2, sort_keys=True) + "\n")
 
 
 def open_split(tokens_dir: str | Path, split: str) -> list[np.memmap]:

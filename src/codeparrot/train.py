@@ -522,8 +522,7 @@ def push_train_model(model_dir: str, repo_id: str | None, branch: str, receipt_p
 
     if not repo_id:
         raise ValueError("train.hub.repo_id is not set: set it to user/name in the config to push the model")
-    receipt = push_folder(model_dir, repo_id, "model", revision=branch)
-    Path(receipt_path).write_text(json.dumps(receipt, indent=2, sort_keys=True) + "\n")
+    push_folder(model_dir, repo_id, "model", receipt_path, revision=branch)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,6 +1,5 @@
 """Last steps: drop near duplicates, split train/validation, write the Hub dataset layout."""
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -148,6 +147,4 @@ def push_dataset(dataset_dir: str, card_path: str, out_path: str, repo_id: str, 
 
     if not Path(card_path).is_file():
         raise FileNotFoundError(f"{card_path} is missing: run the dataset_card rule first")
-    result = push_folder(dataset_dir, repo_id, "dataset", revision)
-    atomic_write_text(out_path, json.dumps(result, indent=2) + "\n")
-    return result
+    return push_folder(dataset_dir, repo_id, "dataset", out_path, revision)
