@@ -122,7 +122,7 @@ def embedded_config() -> dict:
 def clean_jobs(shards: list[str], work: Path, buckets: int, tokenizer: str | None) -> tuple[list, list, list]:
     import copy
 
-    from codeparrot.clean.filters import resolve_filters
+    from codeparrot.clean.filters import resolve_filters, stat_settings
 
     settings = copy.deepcopy(embedded_config()["clean"])
     settings["filters"]["char_token_ratio"]["tokenizer"] = tokenizer
@@ -130,9 +130,10 @@ def clean_jobs(shards: list[str], work: Path, buckets: int, tokenizer: str | Non
     for sub in ("partition", "stats", "filtered"):
         (work / sub).mkdir(parents=True, exist_ok=True)
     partition = [("codeparrot.clean.partition", "partition_shard", {
-        "raw_path": s, "out_path": str(work / "partition" / f"{Path(s).name}.parquet"),
+        "raw_path": s, "out_path": str(work / "partition" / f"{Path(s).name}.arrow"),
         "quarantine_path": str(work / "stats" / f"{Path(s).name}.q.gz"), "stats_path": str(work / "stats" / f"{Path(s).name}.json"),
-        "num_buckets": buckets, "decontaminate": settings["decontaminate"]}) for s in shards]
+        "num_buckets": buckets, "stat_settings": stat_settings(filters), "batch_bytes": settings["batch_bytes"],
+        "decontaminate": settings["decontaminate"]}) for s in shards]
     parts = [j[2]["out_path"] for j in partition]
     bucket = [("codeparrot.clean.bucket", "clean_bucket", {
         "partition_paths": parts, "bucket": b, "out_path": str(work / "filtered" / f"{b:05d}.parquet"),

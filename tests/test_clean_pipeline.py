@@ -160,3 +160,18 @@ def test_mbpp_from_a_local_copy(tmp_path):
     assert d.match(strip_whitespace("def remove(s, ch):\n    return s.replace(ch, '')\n")) is None
     with pytest.raises(FileNotFoundError, match="clean.decontaminate.mbpp_path"):
         build_decontaminator(humaneval=False, mbpp_path=str(tmp_path / "missing.jsonl"))
+
+
+def test_take_rows_matches_arrow_take_across_chunks():
+    import numpy as np
+    import pyarrow as pa
+
+    from codeparrot.clean.bucket import take_rows
+
+    schema = pa.schema([("i", pa.int64()), ("s", pa.large_string())])
+    batches = [pa.record_batch({"i": list(range(s, s + n)), "s": [f"row {k}" for k in range(s, s + n)]}, schema=schema)
+               for s, n in ((0, 3), (3, 0), (3, 5), (8, 2))]
+    table = pa.Table.from_batches(batches)
+    rows = np.array([9, 0, 4, 4, 2, 8, 3], dtype=np.int64)
+    assert take_rows(table, rows).equals(table.take(rows))
+    assert take_rows(table, rows[:0]).num_rows == 0

@@ -3,7 +3,7 @@
 import gzip
 import json
 
-import pyarrow.parquet as pq
+import pyarrow as pa
 import pytest
 
 from codeparrot.clean.partition import partition_shard
@@ -18,11 +18,11 @@ def line(**changes) -> bytes:
 
 
 def partition(tmp_path, raw_path):
-    stats = partition_shard(str(raw_path), str(tmp_path / "p.parquet"), str(tmp_path / "q.jsonl.gz"),
+    stats = partition_shard(str(raw_path), str(tmp_path / "p.arrow"), str(tmp_path / "q.jsonl.gz"),
                             str(tmp_path / "s.json"), num_buckets=3, max_line_bytes=1 << 20)
     with gzip.open(tmp_path / "q.jsonl.gz", "rt") as f:
         quarantine = [json.loads(l) for l in f]
-    return stats, quarantine, pq.read_table(tmp_path / "p.parquet")
+    return stats, quarantine, pa.ipc.open_file(tmp_path / "p.arrow").read_all()
 
 
 def test_each_kind_of_bad_line_is_quarantined(tmp_path):

@@ -4,7 +4,7 @@
 #   --near_dedup_clusters--> clusters --clean_split--> data/{split}-0000X-of-0000N.parquet --dataset_card--> README.md
 import os
 
-from codeparrot.clean.filters import resolve_filters
+from codeparrot.clean.filters import resolve_filters, stat_settings
 from codeparrot.clean.near_dedup import band_groups, optimal_bands
 
 CLEAN = config["clean"]
@@ -35,11 +35,13 @@ rule clean_partition:
         shard="results/raw/shards/{shard}.json.gz",
         mbpp=CLEAN["decontaminate"]["mbpp_path"] or [],  # a changed local MBPP copy reruns this
     output:
-        parquet=temp("results/clean/partition/{shard}.parquet"),
+        partition=temp("results/clean/partition/{shard}.arrow"),
         quarantine="results/quarantine/{shard}.jsonl.gz",
         stats="results/stats/clean/partition/{shard}.json",
     params:
         num_buckets=NUM_BUCKETS,
+        # Only the settings that change a statistic: a changed threshold reruns the bucket jobs alone.
+        stat_settings=stat_settings(CLEAN_FILTERS),
         max_line_bytes=CLEAN["max_line_bytes"],
         batch_bytes=CLEAN["batch_bytes"],
         decontaminate=CLEAN["decontaminate"],

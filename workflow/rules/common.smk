@@ -49,7 +49,7 @@ def hub_push_targets():
 
 
 def partition_files(wildcards):
-    return expand("results/clean/partition/{shard}.parquet", shard=raw_shard_names())
+    return expand("results/clean/partition/{shard}.arrow", shard=raw_shard_names())
 
 
 def partition_stats(wildcards):

@@ -4,7 +4,7 @@ from codeparrot.logs import redirect_to_log
 with redirect_to_log(snakemake.log[0]):
     p = snakemake.params
     partition_shard(
-        snakemake.input.shard, snakemake.output.parquet, snakemake.output.quarantine, snakemake.output.stats,
-        num_buckets=p.num_buckets, max_line_bytes=p.max_line_bytes, batch_bytes=p.batch_bytes,
+        snakemake.input.shard, snakemake.output.partition, snakemake.output.quarantine, snakemake.output.stats,
+        num_buckets=p.num_buckets, stat_settings=p.stat_settings, max_line_bytes=p.max_line_bytes, batch_bytes=p.batch_bytes,
         decontaminate=p.decontaminate,
     )

@@ -6,7 +6,7 @@ For tests, benchmarks and notebooks; the workflow runs each step as its own job 
 from pathlib import Path
 
 from codeparrot.clean.bucket import clean_bucket
-from codeparrot.clean.filters import resolve_filters
+from codeparrot.clean.filters import resolve_filters, stat_settings
 from codeparrot.clean.near_dedup import band_edges, band_groups, bucket_signatures, cluster_duplicates, optimal_bands
 from codeparrot.clean.partition import partition_shard, shard_name
 from codeparrot.clean.publish import finalize_bucket, split_file_name, write_dataset_card
@@ -27,14 +27,14 @@ def clean_dataset(raw_paths: list[str], work_dir: str, dataset_dir: str, seed: i
     work, n = Path(work_dir), s["num_buckets"]
     for sub in ("partition", "quarantine", "stats", "filtered", "removed", "signatures", "edges"):
         (work / sub).mkdir(parents=True, exist_ok=True)
+    filters = resolve_filters(s["preset"], s["filters"])
     partitions, partition_stats = [], []
     for raw in raw_paths:
         name = shard_name(raw)
-        partitions.append(str(work / "partition" / f"{name}.parquet"))
+        partitions.append(str(work / "partition" / f"{name}.arrow"))
         partition_stats.append(str(work / "stats" / f"partition-{name}.json"))
         partition_shard(raw, partitions[-1], str(work / "quarantine" / f"{name}.jsonl.gz"), partition_stats[-1],
-                        n, s["max_line_bytes"], s["batch_bytes"], s["decontaminate"])
-    filters = resolve_filters(s["preset"], s["filters"])
+                        n, stat_settings(filters), s["max_line_bytes"], s["batch_bytes"], s["decontaminate"])
     filtered = [str(work / "filtered" / f"bucket-{b:05d}.parquet") for b in range(n)]
     bucket_stats = [str(work / "stats" / f"bucket-{b:05d}.json") for b in range(n)]
     for b in range(n):

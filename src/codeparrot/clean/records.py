@@ -3,6 +3,7 @@
 import gzip
 import hashlib
 import json
+import re
 import zlib
 
 import orjson
@@ -14,10 +15,11 @@ from pathlib import Path
 from codeparrot.raw import RAW_COLUMNS, normalise_record
 
 # str.split() treats these as whitespace (the original's "".join(content.split())): ASCII ones,
-# deleted with bytes.translate, and the non-ASCII ones, removed from the UTF-8 bytes by replace.
+# deleted with bytes.translate, and the non-ASCII ones, removed from the UTF-8 bytes in one regex pass.
 ASCII_WHITESPACE = b" \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f"
 UNICODE_WHITESPACE = tuple(chr(c).encode("utf-8") for c in (
     0x85, 0xA0, 0x1680, *range(0x2000, 0x200B), 0x2028, 0x2029, 0x202F, 0x205F, 0x3000))
+UNICODE_WHITESPACE_RE = re.compile(b"|".join(map(re.escape, UNICODE_WHITESPACE)))
 
 
 @dataclass
@@ -132,14 +134,12 @@ def read_shard(path: str | Path, max_line_bytes: int) -> Iterator[dict | BadLine
             yield parse_line(raw, number, max_line_bytes)
 
 
-def strip_whitespace(content: str) -> bytes:
-    """The content with all whitespace removed, as UTF-8 (the original's dedup normalisation)."""
-    data = content.encode("utf-8", "surrogatepass").translate(None, ASCII_WHITESPACE)
-    if not content.isascii():
-        for space in UNICODE_WHITESPACE:
-            if space in data:
-                data = data.replace(space, b"")
-    return data
+def strip_whitespace(content: str, encoded: bytes | None = None) -> bytes:
+    """The content with all whitespace removed, as UTF-8 (the original's dedup normalisation).
+
+    `encoded`: the content's UTF-8 bytes, when the caller has them already."""
+    data = (content.encode("utf-8", "surrogatepass") if encoded is None else encoded).translate(None, ASCII_WHITESPACE)
+    return data if content.isascii() else UNICODE_WHITESPACE_RE.sub(b"", data)
 
 
 def content_hash(content: str) -> str:
