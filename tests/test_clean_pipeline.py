@@ -175,3 +175,17 @@ def test_take_rows_matches_arrow_take_across_chunks():
     rows = np.array([9, 0, 4, 4, 2, 8, 3], dtype=np.int64)
     assert take_rows(table, rows).equals(table.take(rows))
     assert take_rows(table, rows[:0]).num_rows == 0
+
+
+def test_decontaminator_confirms_prefix_hits_and_finds_overlapping_needles():
+    from codeparrot.clean.decontaminate import PREFIX_BYTES, Decontaminator, Needle
+
+    shared = b"p" * PREFIX_BYTES
+    needles = [Needle("a", shared + b"AAAA"), Needle("b", shared + b"BBBB"), Needle("c", b"q" * 50 + b"pppp")]
+    d = Decontaminator(needles)
+    assert d.match(b"code" + shared + b"ZZZZ") is None  # the prefix alone is no match
+    assert d.match(b"code" + shared + b"BBBB") == "b"
+    assert d.match(shared + b"BBBB" + shared + b"AAAA") == "a"  # first in needle order, not in position
+    # "c" ends inside "a": a search that resumes after each match would miss "a".
+    assert d.match(b"q" * 50 + shared + b"AAAA") == "a"
+    assert d.match(b"q" * 50 + shared[:10]) == "c"

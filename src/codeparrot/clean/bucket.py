@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from codeparrot.clean.filters import STAT_COLUMNS, char_token_ratios, removal_reason
+from codeparrot.clean.filters import STAT_COLUMNS, TokenCounter, char_token_ratios, removal_reason
 from codeparrot.clean.partition import PARTITION_SCHEMA, read_partition_bucket
 from codeparrot.clean.stats import counter_dict, write_stats
 
@@ -38,16 +38,23 @@ def exact_dedup(table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
     return order[first], np.diff(np.r_[first, len(hashes)])
 
 
-def write_rows(table: pa.Table, rows: np.ndarray, extra: dict[str, pa.Array], sizes: np.ndarray, path: str,
-               chunk_bytes: int = 8 << 20) -> None:
-    """`table.take(rows)` plus the `extra` columns (aligned with `rows`) as parquet, taken a chunk at
-    a time: the content is copied into memory that each chunk reuses (touching fresh memory costs
-    more than the copy itself; see take_rows)."""
+def take_in_slices(table: pa.Table, rows: np.ndarray, sizes: np.ndarray, slice_bytes: int = 8 << 20):
+    """`table.take(rows)` as (start, stop, rows[start:stop] taken) with about `slice_bytes` of content
+    each: every slice reuses the memory of the one before (touching fresh memory costs more than
+    the copy itself; see take_rows). `sizes`: content bytes per row of `table`."""
     ends = np.cumsum(sizes[rows])
-    cuts = np.unique(np.searchsorted(ends, np.arange(chunk_bytes, ends[-1] if len(ends) else 0, chunk_bytes), side="right"))
-    with pq.ParquetWriter(path, output_schema(table, extra), compression="lz4") as writer:
-        for start, stop in zip(np.r_[0, cuts], np.r_[cuts, len(rows)]):
-            part = take_rows(table, rows[start:stop])
+    cuts = np.unique(np.searchsorted(ends, np.arange(slice_bytes, ends[-1] if len(ends) else 0, slice_bytes), side="right"))
+    for start, stop in zip(np.r_[0, cuts], np.r_[cuts, len(rows)]):
+        yield start, stop, take_rows(table, rows[start:stop])
+
+
+def write_rows(table: pa.Table, rows: np.ndarray, extra: dict[str, pa.Array], sizes: np.ndarray, path: str) -> None:
+    """`table.take(rows)` plus the `extra` columns (aligned with `rows`) as parquet, a slice at a time."""
+    # No dictionary or statistics for the content: they cost a pass over it and help no reader.
+    small = [name for name in OUTPUT_COLUMNS if name != "content"]
+    with pq.ParquetWriter(path, output_schema(table, extra), compression="lz4", use_dictionary=small,
+                          write_statistics=small) as writer:
+        for start, stop, part in take_in_slices(table, rows, sizes):
             for name, values in extra.items():
                 part = part.append_column(name, values[start:stop])
             writer.write_table(part.select(OUTPUT_COLUMNS))
@@ -99,8 +106,9 @@ def clean_bucket(
         .take(representatives).to_pylist()
     ratios = [None] * len(rows)
     if filters["char_token_ratio"]["enabled"]:
-        ratios = char_token_ratios(table["content"].take(representatives).to_pylist(),
-                                   filters["char_token_ratio"]["tokenizer"], filters["char_token_ratio"].get("batch_size", 1000))
+        counter, ratios = TokenCounter(filters["char_token_ratio"]["tokenizer"]), []
+        for _, _, part in take_in_slices(table.select(["content"]), representatives, sizes_in):
+            ratios += char_token_ratios(part["content"].to_pylist(), counter, filters["char_token_ratio"].get("batch_size", 1000))
 
     keep = np.ones(len(rows), dtype=bool)
     removed = {name: [] for name in REMOVED_SCHEMA.names}

@@ -247,7 +247,7 @@ def _gpt2_byte_chars() -> list[str]:
     return [chars[b] for b in range(256)]
 
 
-def char_token_ratios(contents: list[str], tokenizer_path: str, batch_size: int = 1000) -> list[float]:
-    """Characters per token with a trained code tokenizer (see TokenCounter)."""
-    counts = TokenCounter(tokenizer_path).counts(contents, batch_size)
+def char_token_ratios(contents: list[str], counter: TokenCounter, batch_size: int = 1000) -> list[float]:
+    """Characters per token with a trained code tokenizer."""
+    counts = counter.counts(contents, batch_size)
     return [len(c) / max(n, 1) for c, n in zip(contents, counts)]

@@ -51,6 +51,8 @@ def _write_batch(writer: pa.ipc.RecordBatchFileWriter, rows: dict[int, dict[str,
     for bucket in sorted(rows):
         columns = rows[bucket]
         columns["bucket"] = [bucket] * len(columns["hash"])
+        # The content is kept as the UTF-8 bytes already made for hashing: no second encoding.
+        columns["content"] = pa.array(columns["content"], pa.large_binary()).view(pa.large_string())
         writer.write_batch(pa.record_batch(columns, schema=PARTITION_SCHEMA))
 
 
@@ -66,7 +68,7 @@ def partition_shard(
     num_buckets: int,
     stat_settings: dict | None = None,
     max_line_bytes: int = 8 << 20,
-    batch_bytes: int = 16 << 20,
+    batch_bytes: int = 4 << 20,
     decontaminate: dict | None = None,
 ) -> dict:
     """Hash, measure and bucket every record of `raw_path`; quarantine the lines that are not records.
@@ -99,8 +101,9 @@ def partition_shard(
             stripped = strip_whitespace(content, encoded)
             digest = hashlib.md5(stripped).hexdigest()  # = records.content_hash(content)
             columns = rows.setdefault(bucket_of(digest, num_buckets), _empty_rows())
-            for name in ("repo_name", "path", "copies", "size", "content", "license"):
+            for name in ("repo_name", "path", "copies", "size", "license"):
                 columns[name].append(item[name])
+            columns["content"].append(encoded)
             columns["hash"].append(digest)
             for name, value in file_stats(content, stat_settings, stripped).items():
                 columns[name].append(value)
