@@ -127,7 +127,6 @@ def test_char_token_ratio_with_a_trained_tokenizer(tmp_path, filters):
     assert ratios[0] > 2 and ratios[1] > 2  # code the tokenizer knows compresses well
     assert ratios[2] <= 1.5  # bytes it never saw: one token per character or worse
     # Word-cached counting gives exactly the tokenizer's counts, ASCII or not.
-
     counter = TokenCounter(str(tmp_path / "tokenizer.json"))
     texts = code + [Path(__file__).read_text(), "héllo wörld ½ 𝔘 \x85 x\u2028y  \n\n\t é", "  \n \r\n x  "]
     assert counter.by_words
