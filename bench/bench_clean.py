@@ -32,6 +32,8 @@ SHARD_BYTES = 64 << 20  # the local source's default shard size
 # The child reports its own peak RSS (VmHWM belongs to the exec'd image; ru_maxrss would include
 # the forked parent's memory).
 CHILD = """import json, sys
+from codeparrot.arrow import skip_pandas_probe
+skip_pandas_probe()  # as the rule scripts do
 from {module} import {function} as f
 f(**json.loads(sys.argv[1]))
 print(next(l for l in open("/proc/self/status") if l.startswith("VmHWM")).split()[1])"""

@@ -1,6 +1,8 @@
+from codeparrot.arrow import skip_pandas_probe
 from codeparrot.clean.publish import finalize_bucket
 from codeparrot.logs import redirect_to_log
 
+skip_pandas_probe()
 with redirect_to_log(snakemake.log[0]):
     p = snakemake.params
     finalize_bucket(
