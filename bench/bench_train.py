@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT / "tests"))  # the fixture builders (train_fixtures.
 WARMUP = 10
 
 
-def build_inputs(folder: Path, preset: str, seq: int, vocab: int) -> None:
+def build_inputs(folder: Path, preset: str, seq: int, vocab: int, overrides: dict) -> None:
     """Tokenizer + GPT-2 of the preset + token shards + Hub-layout dataset from stdlib files. The
     model's vocabulary is `vocab` even where the small corpus gives the tokenizer fewer tokens:
     it sets the speed."""
@@ -42,7 +42,7 @@ def build_inputs(folder: Path, preset: str, seq: int, vocab: int) -> None:
     texts = stdlib_python_files(160)
     splits = {"train": texts[:150], "validation": texts[150:]}
     tokenizer = train_tokenizer(splits["train"], vocab)
-    config = build_config(preset, max(len(tokenizer), vocab), seq, tokenizer.eos_token_id)
+    config = build_config(preset, max(len(tokenizer), vocab), seq, tokenizer.eos_token_id, overrides=overrides)
     build_model(config, seed=0).save_pretrained(folder / "model")
     tokenizer.save_pretrained(folder / "model")
     write_token_shards(folder / "tokens", splits, tokenizer)
@@ -136,6 +136,7 @@ def main() -> None:
     parser.add_argument("--vocab", type=int, default=8192, help="model vocabulary")
     parser.add_argument("--mixed-precision", choices=["no", "bf16", "fp16"],
                         help="default: bf16 on a GPU, no on the CPU (bf16 is ~24x slower there)")
+    parser.add_argument("--overrides", type=json.loads, default={}, help='model config overrides (JSON), as model.overrides')
     parser.add_argument("--loaders", nargs="*", default=["tokens", "dataset"], help="data inputs to time alone")
     parser.add_argument("--bare-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--keep-memory", action="store_true", help=argparse.SUPPRESS)
@@ -149,9 +150,9 @@ def main() -> None:
         return child(args)
 
     folder = Path(args.keep or tempfile.mkdtemp(prefix="bench-train-"))
-    build_inputs(folder, args.preset, args.seq, args.vocab)
+    build_inputs(folder, args.preset, args.seq, args.vocab, args.overrides)
     shape = (args.seq, args.batch, args.mixed_precision)
-    print(f"{args.preset} preset: seq {args.seq}, batch {args.batch}, mixed precision {args.mixed_precision}, "
+    print(f"{args.preset} preset{' with ' + json.dumps(args.overrides) if args.overrides else ''}: seq {args.seq}, batch {args.batch}, mixed precision {args.mixed_precision}, "
           f"{args.steps} timed steps; {device_name()}; OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}; "
           f"load average {os.getloadavg()[0]:.1f}")
 
