@@ -15,6 +15,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from codeparrot.arrow import read_parquet
 from codeparrot.clean.stats import write_stats
 
 _WORD_BYTE = np.zeros(256, dtype=bool)
@@ -155,7 +156,7 @@ def bucket_signatures(
     min_words: int, seed: int, batch_bytes: int = 4 << 20,
 ) -> dict:
     """Map: band hashes of every file of one bucket with at least `min_words` words."""
-    table = pq.read_table(filtered_path, columns=["content", "repo_name", "path"])
+    table = read_parquet(filtered_path, columns=["content", "repo_name", "path"])
     ids, band_parts, skipped = [], [], 0
     sizes = pc.binary_length(table["content"]).to_numpy()
     # Batches of about batch_bytes bound the memory of the vectorised hashing.
@@ -191,7 +192,7 @@ def band_edges(signature_paths: list[str], bands: list[int], out_path: str) -> i
     sources, targets = [], []
     for band in bands:
         column = f"band_{band:03d}"
-        tables = [pq.read_table(p, columns=["id", column]) for p in signature_paths]
+        tables = [read_parquet(p, columns=["id", column]) for p in signature_paths]
         ids = np.concatenate([t["id"].to_numpy() for t in tables] or [np.zeros(0, np.uint64)])
         keys = np.concatenate([t[column].to_numpy() for t in tables] or [np.zeros(0, np.uint64)])
         order = np.lexsort((ids, keys))
@@ -227,7 +228,7 @@ def union_find(edges: np.ndarray) -> dict:
 
 def cluster_duplicates(edge_paths: list[str], signature_paths: list[str], out_path: str, stats_path: str) -> dict:
     """Union-find over all band edges; each cluster keeps its smallest (repo_name, path)."""
-    tables = [pq.read_table(p) for p in edge_paths]
+    tables = [read_parquet(p) for p in edge_paths]
     edges = np.concatenate([np.stack([t["src"].to_numpy(), t["dst"].to_numpy()], axis=1) for t in tables] or
                            [np.zeros((0, 2), np.uint64)]).astype(np.uint64)
     edges = np.unique(edges, axis=0) if len(edges) else edges
@@ -235,7 +236,7 @@ def cluster_duplicates(edge_paths: list[str], signature_paths: list[str], out_pa
     members = np.array(sorted(root), dtype=np.uint64)
     names = {}
     for path in signature_paths:
-        table = pq.read_table(path, columns=["id", "repo_name", "path"])
+        table = read_parquet(path, columns=["id", "repo_name", "path"])
         table = table.filter(pc.is_in(table["id"], pa.array(members, pa.uint64())))
         for i, repo, p in zip(table["id"].to_pylist(), table["repo_name"].to_pylist(), table["path"].to_pylist()):
             names[i] = (repo, p)
