@@ -324,9 +324,9 @@ def main():
         print(f"  ... with char/token filter     {e1['mb_per_cpu_s']:7.2f} MB/CPU-s  (baseline {report['baseline']['preprocess_with_ratio']['mb_per_cpu_s']:.2f}, goal >= 5)")
         print(f"  near dedup end to end          {nd['mb_per_cpu_s']:7.2f} MB/CPU-s of its {nd['input_mb']:.0f} MB input "
               f"({nd['raw_mb_per_cpu_s']:.2f} per raw MB; baseline {report['baseline']['near_dedup']['mb_per_cpu_s']:.2f}, goal >= 17)")
-        print(f"  CPU-s by job: " + ", ".join(f"{k} {v}" for k, v in {**e0['cpu_s_by_job'], **nd['cpu_s_by_job']}.items())
+        print("  CPU-s by job: " + ", ".join(f"{k} {v}" for k, v in {**e0['cpu_s_by_job'], **nd['cpu_s_by_job']}.items())
               + f" ({e0['jobs'] + nd['jobs']} processes)")
-        print(f"  peak MB per job: " + ", ".join(f"{k} {v:.0f}" for k, v in {**e1['peak_mb'], **nd['peak_mb']}.items()))
+        print("  peak MB per job: " + ", ".join(f"{k} {v:.0f}" for k, v in {**e1['peak_mb'], **nd['peak_mb']}.items()))
     (work / "report.json").write_text(json.dumps(report, indent=2))
     print(f"full figures: {work / 'report.json'}")
 

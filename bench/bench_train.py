@@ -67,7 +67,8 @@ def bare_loop(folder: Path, steps: int, keep_memory: bool, seq: int, batch_size:
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mixed_precision)
     for i in range(WARMUP + steps):
         if i == WARMUP:
-            loss.item()  # wait for the warm-up steps on a GPU
+            if device.type == "cuda":
+                torch.cuda.synchronize()  # the warm-up steps finish before the clock starts
             start = time.perf_counter()
         batch = data.next_batch(batch_size).to(device)
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):

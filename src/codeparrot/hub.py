@@ -1,9 +1,8 @@
 """Pushing a folder (dataset, model, checkpoint) to the Hugging Face Hub."""
 
-import json
 import os
 
-from codeparrot.raw import atomic_write_text
+from codeparrot.raw import write_json
 
 
 def push_folder(folder: str, repo_id: str, repo_type: str, receipt_path: str, revision: str | None = None) -> dict:
@@ -30,5 +29,5 @@ def push_folder(folder: str, repo_id: str, repo_type: str, receipt_path: str, re
         commit_message=f"Upload {os.path.basename(os.path.normpath(folder))} from the CodeParrot workflow",
     )
     receipt = {"repo_id": repo_id, "repo_type": repo_type, "revision": revision, "commit_url": str(commit)}
-    atomic_write_text(receipt_path, json.dumps(receipt, indent=2, sort_keys=True) + "\n")
+    write_json(receipt_path, receipt, sort_keys=True)
     return receipt

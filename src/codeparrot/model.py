@@ -5,8 +5,9 @@ code (`scale_attn_by_inverse_layer_idx`, `reorder_and_upcast_attn`); `tiny` is t
 trains fastest per unit of loss on a CPU here.
 """
 
-import json
 from pathlib import Path
+
+from codeparrot.raw import write_json
 
 PRESETS: dict[str, dict] = {
     "tiny": {"n_layer": 2, "n_embd": 128, "n_head": 4},
@@ -75,8 +76,7 @@ def init_model(tokenizer_dir: str | Path, out_dir: str | Path, report_path: str 
         "tokenizer_vocab_size": len(tokenizer), "model_vocab_size": config.vocab_size,
         "parameters": counts,
     }
-    Path(report_path).parent.mkdir(parents=True, exist_ok=True)
-    Path(report_path).write_text(json.dumps(report, indent=2) + "\n")
+    write_json(report_path, report)
     print(f"GPT-2 preset {preset}: {counts['total'] / 1e6:.2f} M parameters "
           f"({counts['non_embedding'] / 1e6:.2f} M without embeddings) -> {out_dir}")
     return report

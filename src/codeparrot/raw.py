@@ -65,7 +65,7 @@ def write_manifest(path: str | Path, shards: list[dict], source: str, skipped: C
         "skipped": dict(sorted(dict(skipped).items())),
         "shards": shards,
     }
-    atomic_write_text(path, json.dumps(manifest, indent=2) + "\n")
+    write_json(path, manifest)
     return manifest
 
 
@@ -73,6 +73,18 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     tmp = Path(f"{path}.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def write_json(path: str | Path, obj, sort_keys: bool = False) -> None:
+    """`obj` as indented JSON, written atomically (its folder created)."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=sort_keys) + "\n")
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    """One object per non-empty line."""
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
 
 
 def read_manifest(path: str | Path) -> dict:

@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-from codeparrot.raw import atomic_write_text
+from codeparrot.raw import write_json
 
 META_FILE = "meta.json"
 
@@ -101,9 +101,7 @@ def read_meta(tokens_dir: str | Path) -> dict:
 
 
 def write_meta(tokens_dir: str | Path, meta: dict) -> None:
-    path = Path(tokens_dir) / META_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    write_json(Path(tokens_dir) / META_FILE, meta, sort_keys=True)
 
 
 def open_split(tokens_dir: str | Path, split: str) -> list[np.memmap]:

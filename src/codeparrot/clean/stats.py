@@ -4,12 +4,11 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from codeparrot.raw import atomic_write_text
+from codeparrot.raw import write_json
 
 
 def write_stats(path: str | Path, stats: dict) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(stats, indent=2, sort_keys=True) + "\n")
+    write_json(path, stats, sort_keys=True)
 
 
 def read_stats(paths: list[str | Path]) -> list[dict]:

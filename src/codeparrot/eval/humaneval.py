@@ -15,7 +15,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from codeparrot.eval.sandbox import Limits, SlotPool, capabilities
-from codeparrot.raw import atomic_write_text
+from codeparrot.raw import atomic_write_text, read_jsonl, write_json
 
 # The original CodeParrot stop strings: a new top-level statement ends the function body.
 STOP_STRINGS = ("\nclass", "\ndef", "\n#", "\n@", "\nprint", "\nif")
@@ -84,17 +84,12 @@ def summarise(results: list[dict], ks: list[int]) -> dict:
     return {"per_temperature": per_temperature, "best": best}
 
 
-def read_samples(path: str | Path) -> list[dict]:
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
 def execute_samples(samples_path: str | Path, results_path: str | Path, summary_path: str | Path,
                     ks: list[int], limits: Limits = Limits(), workers: int = 1) -> dict:
     """Run every sample's program in the sandbox (in parallel over `workers` processes at a time),
     write one result line per sample and the pass@k summary as JSON."""
     problems = {p["task_id"]: p for p in read_problems()}
-    samples = read_samples(samples_path)
+    samples = read_jsonl(samples_path)
     unknown = sorted({s["task_id"] for s in samples} - problems.keys())
     if unknown:
         raise ValueError(f"{samples_path} has samples for unknown tasks {unknown[:5]}: regenerate the samples")
@@ -121,7 +116,7 @@ def execute_samples(samples_path: str | Path, results_path: str | Path, summary_
                    "max_processes": limits.max_processes, "max_file_mb": limits.max_file_mb},
         "published": PUBLISHED,
     }
-    atomic_write_text(summary_path, json.dumps(summary, indent=2) + "\n")
+    write_json(summary_path, summary)
     for temperature, scores in summary["per_temperature"].items():
         shown = ", ".join(f"{k}={v:.2%}" for k, v in scores.items() if k.startswith("pass@"))
         print(f"T={temperature}: {shown}")

@@ -13,7 +13,7 @@ import math
 from pathlib import Path
 
 from codeparrot.eval.humaneval import PUBLISHED
-from codeparrot.raw import atomic_write_text
+from codeparrot.raw import atomic_write_text, read_jsonl
 
 STYLE = ("<style>body{font-family:sans-serif;margin:1em} table{border-collapse:collapse;margin:0 0 1.5em}"
          "td,th{border:1px solid #bbb;padding:3px 8px} td.n{text-align:right} caption{text-align:left;"
@@ -23,11 +23,6 @@ STYLE = ("<style>body{font-family:sans-serif;margin:1em} table{border-collapse:c
 def read_json(path: str | Path) -> dict:
     with open(path) as f:
         return json.load(f)
-
-
-def read_metrics(path: str | Path) -> list[dict]:
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
 
 
 def fmt(value) -> str:
@@ -176,7 +171,7 @@ def _save(fig, path: str | Path) -> None:
 def build_report(clean_stats: str, near_dedup_stats: str, tokenizer_report: str, model_report: str,
                  metrics: str, validation: str, pass_at_k: str, out: dict[str, str]) -> None:
     """Write the report pages named in `out` (keys: dataset, tokenizer, training, humaneval, loss, throughput)."""
-    rows = read_metrics(metrics)
+    rows = read_jsonl(metrics)
     if not rows:
         raise ValueError(f"{metrics} is empty: the train stage logged nothing; rerun it (snakemake -R train)")
     pages = {

@@ -6,14 +6,13 @@ context, read in order (no shuffling), so the same model and data always give th
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
-from codeparrot.raw import atomic_write_text
+from codeparrot.raw import write_json
 from codeparrot.train import perplexity
 from codeparrot.train_data import TokenWindows
 
@@ -44,10 +43,8 @@ def validation_loss(model_dir: str | Path, tokens_dir: str | Path, output: str |
         "tokens": count * seq_length, "available_sequences": windows.num_windows, "split": split,
         "model": str(model_dir), "device": device.type,
     }
-    Path(output).parent.mkdir(parents=True, exist_ok=True)
     # json writes an overflowed perplexity as Infinity, which strict JSON readers refuse.
-    atomic_write_text(output, json.dumps({**result, "perplexity": result["perplexity"]
-                                          if result["perplexity"] != float("inf") else "inf"}, indent=2) + "\n")
+    write_json(output, {**result, "perplexity": result["perplexity"] if result["perplexity"] != float("inf") else "inf"})
     print(f"validation loss {loss:.4f}, perplexity {result['perplexity']:.2f} over {count} sequences "
           f"of {seq_length} tokens ({time.perf_counter() - start:.0f} s)")
     return result

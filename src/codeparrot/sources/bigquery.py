@@ -11,10 +11,9 @@ For tests and local development, BIGQUERY_EMULATOR_HOST=http://host:port makes t
 anonymously to that emulator (e.g. `local-bigquery`); STORAGE_EMULATOR_HOST does the same for GCS.
 """
 
-import json
 import os
 
-from codeparrot.raw import atomic_write_text
+from codeparrot.raw import write_json
 from codeparrot.sources.gcs import SHARD_NAME, storage_client
 
 EMULATOR_ENV = "BIGQUERY_EMULATOR_HOST"
@@ -144,6 +143,6 @@ def export_bigquery(
         "bytes_billed": query_job.total_bytes_billed,
         "destination_uri_file_counts": extract_job.destination_uri_file_counts,
     }
-    atomic_write_text(marker_path, json.dumps(marker, indent=2) + "\n")
+    write_json(marker_path, marker)
     print(f"exported {rows:,} rows to {uri}")
     return marker

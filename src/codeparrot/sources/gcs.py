@@ -23,7 +23,7 @@ from pathlib import Path
 import google_crc32c
 from tqdm import tqdm
 
-from codeparrot.raw import atomic_write_text, read_raw_records, shard_entry, write_manifest
+from codeparrot.raw import read_raw_records, shard_entry, write_json, write_manifest
 
 SHARD_NAME = re.compile(r"file-\d+\.json\.gz")
 
@@ -137,7 +137,7 @@ def fetch_shard(blob, cache_dir: Path, client=None, progress: tqdm | None = None
     os.replace(tmp, cached)
     entry = shard_entry(cached, records, content_bytes)
     record = {"object": f"gs://{blob.bucket.name}/{blob.name}", "generation": blob.generation, "crc32c": crc32c, "entry": entry}
-    atomic_write_text(_record_path(cached), json.dumps(record, indent=2) + "\n")
+    write_json(_record_path(cached), record)
     if progress is not None:
         progress.update(blob.size)
     return entry
