@@ -14,7 +14,7 @@ anonymously to that emulator (e.g. `local-bigquery`); STORAGE_EMULATOR_HOST does
 import os
 
 from codeparrot.raw import write_json
-from codeparrot.sources.gcs import SHARD_NAME, storage_client
+from codeparrot.sources.gcs import shard_blobs, storage_client
 
 EMULATOR_ENV = "BIGQUERY_EMULATOR_HOST"
 
@@ -78,13 +78,11 @@ def dry_run(client, sql: str, parameters: list, maximum_bytes_billed: int) -> in
 
 def remove_old_shards(bucket: str, prefix: str, project: str | None) -> int:
     """Delete shards of an earlier export under the prefix, so that the download sees only this one."""
-    folder = prefix.strip("/") + "/"
-    bucket_ref = storage_client(project).bucket(bucket)
-    old = [b for b in bucket_ref.list_blobs(prefix=folder) if SHARD_NAME.fullmatch(b.name[len(folder):])]
+    old = shard_blobs(storage_client(project), bucket, prefix)
     for blob in old:
         blob.delete()
     if old:
-        print(f"removed {len(old)} shard(s) of an earlier export from gs://{bucket}/{folder}")
+        print(f"removed {len(old)} shard(s) of an earlier export from gs://{bucket}/{prefix.strip('/')}/")
     return len(old)
 
 

@@ -46,17 +46,22 @@ def retry_for(seconds: float):
     return DEFAULT_RETRY.with_timeout(seconds)
 
 
-def list_shards(client, bucket: str, prefix: str, retry_timeout: float = 600.0) -> list:
+def shard_blobs(client, bucket: str, prefix: str, retry_timeout: float = 600.0) -> list:
     """The export's shard objects under `prefix`, sorted by name (other objects are ignored)."""
     folder = prefix.strip("/") + "/"
     listing = client.list_blobs(bucket, prefix=folder, retry=retry_for(retry_timeout))
-    blobs = [b for b in listing if SHARD_NAME.fullmatch(b.name[len(folder):])]
+    return sorted((b for b in listing if SHARD_NAME.fullmatch(b.name[len(folder):])), key=lambda b: b.name)
+
+
+def list_shards(client, bucket: str, prefix: str, retry_timeout: float = 600.0) -> list:
+    """shard_blobs, which must not be empty."""
+    blobs = shard_blobs(client, bucket, prefix, retry_timeout)
     if not blobs:
         raise FileNotFoundError(
-            f"No shards at gs://{bucket}/{folder}file-*.json.gz: check source.gcs.bucket and "
+            f"No shards at gs://{bucket}/{prefix.strip('/')}/file-*.json.gz: check source.gcs.bucket and "
             "source.gcs.prefix, or run the bigquery export first (source.kind: bigquery)."
         )
-    return sorted(blobs, key=lambda b: b.name)
+    return blobs
 
 
 def file_checksums(path: Path) -> dict[str, str]:
