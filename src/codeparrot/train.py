@@ -190,10 +190,15 @@ def checkpoint_name(step: int) -> str:
     return f"step-{step:08d}"
 
 
-def latest_checkpoint(checkpoint_dir: str | Path) -> Path | None:
-    """The newest complete checkpoint (one whose state file exists), or None."""
+def complete_checkpoints(checkpoint_dir: str | Path) -> list[Path]:
+    """The complete checkpoints (those whose state file exists), oldest first."""
     root = Path(checkpoint_dir)
-    complete = sorted(p for p in root.glob("step-*") if (p / STATE_FILE).exists()) if root.exists() else []
+    return sorted(p for p in root.glob("step-*") if (p / STATE_FILE).exists()) if root.exists() else []
+
+
+def latest_checkpoint(checkpoint_dir: str | Path) -> Path | None:
+    """The newest complete checkpoint, or None."""
+    complete = complete_checkpoints(checkpoint_dir)
     return complete[-1] if complete else None
 
 
@@ -214,7 +219,7 @@ def save_checkpoint(accelerator, settings: TrainSettings, step: int, data, state
         (tmp / STATE_FILE).write_text(json.dumps(state, indent=2, sort_keys=True) + "\n")
         shutil.rmtree(final, ignore_errors=True)  # a stale copy from a run that was cut short
         os.replace(tmp, final)
-        old = sorted(p for p in root.glob("step-*") if (p / STATE_FILE).exists())
+        old = complete_checkpoints(root)
         for path in old[: max(0, len(old) - settings.keep_last)]:
             shutil.rmtree(path)
     accelerator.wait_for_everyone()
