@@ -245,8 +245,9 @@ def cluster_duplicates(edge_paths: list[str], signature_paths: list[str], out_pa
         groups.setdefault(root[x], []).append(x)
     rows = {"cluster": [], "id": [], "bucket": [], "repo_name": [], "path": [], "keep": [], "size": []}
     for group in groups.values():
-        keeper = min(group, key=lambda i: (names[i], i))
-        for i in sorted(group, key=lambda i: (names[i], i)):
+        ordered = sorted(group, key=lambda i: (names[i], i))
+        keeper = ordered[0]
+        for i in ordered:
             for name, value in (("cluster", keeper), ("id", i), ("bucket", i >> 32), ("repo_name", names[i][0]),
                                 ("path", names[i][1]), ("keep", i == keeper), ("size", len(group))):
                 rows[name].append(value)
