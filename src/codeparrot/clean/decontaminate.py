@@ -2,8 +2,8 @@
 
 Match = exact substring after removing all whitespace (so reindented or reflowed copies match
 too). One Aho-Corasick pass finds every occurrence of the needles' first PREFIX_BYTES bytes
-(a 5x smaller automaton, built in a fifth of the time); the rare hits are confirmed with a
-substring search for the whole needle. Needles shorter than `min_chars`
+(HumanEval needles average ~245 bytes: the automaton is built in 10 ms instead of 50); the rare
+hits are confirmed with a substring search for the whole needle. Needles shorter than `min_chars`
 (after whitespace removal, e.g. HumanEval's `return a + b`-sized solutions) would match ordinary
 code, so they are skipped and counted.
 """
