@@ -5,7 +5,7 @@ The corpus is what the embedded default reads: this environment's site-packages 
 keeper (bucket.exact_dedup). Each preset's statistics and decisions come from the library's own
 filter functions (file_stats, removal_reason, seed from config/config.yaml), i.e. the decisions
 `clean_bucket` makes, without running the DAG. Also printed:
-- how many files each filter decides differently under the original and the word semantics;
+- how many files each filter with two rules decides differently under the original's and ours;
 - a check that the faithful presets agree file by file with a line-by-line evaluation of the
   original rules, written here independently of filters.py.
 
@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_clean import embedded_config, make_corpus  # noqa: E402
 
 from codeparrot.clean.bucket import exact_dedup  # noqa: E402
-from codeparrot.clean.filters import FILTERS, MATCHED, PRESETS, file_stats, removal_reason, resolve_filters, stat_settings  # noqa: E402
+from codeparrot.clean.filters import FILTERS, PRESETS, RULES, file_stats, removal_reason, resolve_filters, stat_settings  # noqa: E402
 from codeparrot.clean.local import clean_settings  # noqa: E402
 from codeparrot.clean.records import BadLine, content_hash, read_shard  # noqa: E402
 
@@ -107,17 +107,17 @@ def main():
                 removed[reason] += 1
         per_preset_flags[preset] = file_flags
         report["presets"][preset] = {"flagged": flagged, "removed": removed, "kept": len(files) - sum(removed.values()),
-                                     "match": PRESETS[preset]["match"]}
+                                     "rules": PRESETS[preset]["rules"]}
 
     original = [original_flags(f["content"]) for f in tqdm(files, desc="original, line by line", unit=" files", mininterval=5)]
     report["faithful_mismatches"] = {
         preset: sum(a != b for a, b in zip(per_preset_flags[preset], original))
-        for preset in PRESETS if PRESETS[preset]["match"] == "substring"}
+        for preset in PRESETS if all(PRESETS[preset]["rules"][name] == "original" for name in RULES)}
     differ = {}
-    for name in MATCHED:
+    for name in RULES:
         only_original = sum(o[name] and not w[name] for o, w in zip(per_preset_flags["codeparrot-v2"], per_preset_flags["codeparrot-v3"]))
-        only_word = sum(w[name] and not o[name] for o, w in zip(per_preset_flags["codeparrot-v2"], per_preset_flags["codeparrot-v3"]))
-        differ[name] = {"only_original": only_original, "only_word": only_word}
+        only_ours = sum(w[name] and not o[name] for o, w in zip(per_preset_flags["codeparrot-v2"], per_preset_flags["codeparrot-v3"]))
+        differ[name] = {"only_original": only_original, "only_ours": only_ours}
     report["v2_vs_v3"] = differ
 
     print(f"\n{len(files)} files after exact dedup; seed {seed}; flagged = the rule is true (before order and probability); "
@@ -132,9 +132,9 @@ def main():
             cells.append(f"{r['flagged'].get(name, '–')} / {r['removed'][name]}")
         print(f"| {name} | " + " | ".join(cells) + " |")
     print("| **kept** | " + " | ".join(str(report["presets"][p]["kept"]) for p in PRESETS) + " |")
-    print("\nfiles decided differently, original (v2) vs word (v3) rule:")
+    print("\nfiles flagged differently, original rule (codeparrot-v2) vs ours (codeparrot-v3):")
     for name, d in differ.items():
-        print(f"  {name:20s} {d['only_original'] + d['only_word']:5d}  (flagged only by the original: {d['only_original']}, only by v3: {d['only_word']})")
+        print(f"  {name:20s} {d['only_original'] + d['only_ours']:5d}  (flagged only by the original: {d['only_original']}, only by ours: {d['only_ours']})")
     for preset, n in report["faithful_mismatches"].items():
         print(f"{preset}: {n} files whose flags differ from the line-by-line original rules")
     if args.json:
