@@ -101,6 +101,7 @@ def test_config_or_test_substrings_versus_words():
                  "def test_a(): pass\ndef TEST_B(): pass\n", "import doctest, _pytest\n",
                  "app_config = 1\nfooConfig = 2\n", "reconfigure()\nsysconfig = 1\n"):  # config: as the original
         assert decide(text + pad, "codeparrot-v2") == decide(text + pad, "codeparrot-v3") == "config_or_test", text
+    assert decide("x = PyTest\n" + pad, "codeparrot-v3") is None  # one occurrence, counted once (tool, not also hump)
     # `rule` set explicitly overrides the preset.
     assert decide("v = latest()\nw = shortest\n" + pad, "codeparrot-v2", config_or_test={"rule": "words"}) is None
 
