@@ -191,13 +191,15 @@ def test_char_token_ratio_with_a_trained_tokenizer(tmp_path, filters):
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     code = ["def add(a, b):\n    return a + b\n" * 20, "for i in range(10):\n    print(i)\n" * 20]
     tokenizer.train_from_iterator(code * 10, trainers.BpeTrainer(vocab_size=400, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tokenizer.add_special_tokens(["<|endoftext|>"])
     tokenizer.save(str(tmp_path / "tokenizer.json"))
     ratios = char_token_ratios(code + ["\x01\x02\x03" * 50], TokenCounter(str(tmp_path)), batch_size=2)
     assert ratios[0] > 2 and ratios[1] > 2  # code the tokenizer knows compresses well
     assert ratios[2] <= 1.5  # bytes it never saw: one token per character or worse
     # Word-cached counting gives exactly the tokenizer's counts, ASCII or not.
     counter = TokenCounter(str(tmp_path / "tokenizer.json"))
-    texts = code + [Path(__file__).read_text(), "héllo wörld ½ 𝔘 \x85 x\u2028y  \n\n\t é", "  \n \r\n x  "]
+    texts = code + [Path(__file__).read_text(), "héllo wörld ½ 𝔘 \x85 x\u2028y  \n\n\t é", "  \n \r\n x  ",
+                    "eos = '<|endoftext|>'  # one token, as the original's tokenizer call counts it\n"]
     assert counter.by_words
     assert counter.counts(texts) == [len(e.ids) for e in counter.tokenizer.encode_batch(texts, add_special_tokens=False)]
     f = {**filters, "char_token_ratio": {"enabled": True, "min": 1.5}}

@@ -252,6 +252,9 @@ class TokenCounter:
             self.byte_char = _gpt2_byte_chars()
             assert set(self.byte_char) == set(alphabet)
             self.cache: dict[str, int] = {}
+            # Added tokens (`<|endoftext|>`) are matched before the pre-tokenizer, as one token each
+            # (the original's `tokenizer(content)` too): a text containing one is encoded whole.
+            self.added = [t.content for t in self.tokenizer.get_added_tokens_decoder().values()]
 
     def _word_tokens(self, word: str) -> int:
         mapped = "".join(self.byte_char[b] for b in word.encode("utf-8", "surrogatepass"))
@@ -259,6 +262,8 @@ class TokenCounter:
         return n
 
     def count(self, text: str) -> int:
+        if any(token in text for token in self.added):
+            return len(self.tokenizer.encode(text, add_special_tokens=False).ids)
         pattern = GPT2_WORDS_ASCII if text.isascii() else self.words
         cache, total = self.cache, 0
         for word, n in Counter(pattern.findall(text)).items():
