@@ -20,10 +20,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from bad_input_corpus import check_clean_outputs, write_corpus
 from conftest import run_snakemake
 from emulators.services import fake_gcs, local_bigquery
 from source_fixtures import real_source
 
+from codeparrot.clean.partition import partition_shard
 from codeparrot.raw import read_raw_records
 from codeparrot.sources.bigquery import bigquery_client, check_scan_budget, export_bigquery
 from codeparrot.sources.gcs import ShardVerificationError, download_gcs
@@ -133,13 +135,13 @@ def test_exactly_the_selected_files_arrive_byte_for_byte(exported):
     manifest = json.loads((raw / "manifest.json").read_text())
     records = [r for shard in manifest["shards"] for r in read_raw_records(raw / "shards" / shard["file"])]
     got = {(r["repo_name"], r["path"]): r for r in records}
-    assert len(records) == len(got) == manifest["records"]
+    assert len(records) == len(got)
+    assert manifest["records"] is None and manifest["content_bytes"] is None  # counted by the clean stage
     assert set(got) == exported["selected"]
     for key, record in got.items():
         want = exported["expected"][key]
         assert record["content"].encode("utf-8") == want["content"].encode("utf-8"), key
         assert (record["size"], record["copies"], record["license"]) == (want["size"], want["copies"], want["license"])
-    assert manifest["content_bytes"] == sum(r["size"] for r in records)
 
 
 def test_downloaded_shards_are_the_bucket_objects(exported):
@@ -217,14 +219,38 @@ def test_corrupted_shard_fails_the_gcs_rule(exported):
                      cache_dir=str(workdir / "cache2"), workers=1, retry_timeout=10)
 
 
-def test_shard_that_is_not_gzipped_json_is_named(exported, tmp_path):
+def test_shard_that_is_not_gzipped_json_is_named_by_the_clean_stage(exported, tmp_path):
+    """The download verifies bytes only; the one reader (clean stage) names the shard and the remedy."""
     from google.cloud import storage
 
     storage.Client().bucket(BUCKET).blob("broken/file-000000000000.json.gz").upload_from_string(b"<html>quota</html>")
-    with pytest.raises(ShardVerificationError, match=f"gs://{BUCKET}/broken/file-000000000000.json.gz: not a raw shard"):
-        download_gcs(str(tmp_path / "s"), str(tmp_path / "m.json"), BUCKET, "broken", cache_dir=str(tmp_path / "c"),
-                     workers=1, retry_timeout=10)
-    assert not list((tmp_path / "c").iterdir())
+    download_gcs(str(tmp_path / "s"), str(tmp_path / "m.json"), BUCKET, "broken", cache_dir=str(tmp_path / "c"),
+                 workers=1, retry_timeout=10)
+    with pytest.raises(ValueError, match="file-000000000000.json.gz: not a readable gzip file.*re-download"):
+        partition_shard(str(tmp_path / "s/file-000000000000.json.gz"), str(tmp_path / "p.arrow"), str(tmp_path / "q.gz"),
+                        str(tmp_path / "st.json"), num_buckets=1)
+
+
+def test_damaged_export_is_cleaned_through_the_dag(exported):
+    """The bad-input corpus in the bucket: download, then the clean stage quarantines every bad line."""
+    from google.cloud import storage
+
+    bucket = storage.Client().bucket(BUCKET)
+    local = exported["base"] / "damaged-export"
+    expected = write_corpus(local, max_line_bytes=65536)
+    for shard in sorted(local.iterdir()):
+        bucket.blob(f"damaged/{shard.name}").upload_from_filename(str(shard))
+    workdir = exported["base"] / "damaged-run"
+    workdir.mkdir()
+    config = workdir / "test-config.yaml"
+    config.write_text(yaml.safe_dump({
+        "source": {"kind": "gcs", "gcs": {"bucket": BUCKET, "prefix": "damaged", "workers": 2}, "on_corrupt_shard": "quarantine"},
+        "clean": {"num_buckets": 2, "max_line_bytes": 65536}, "publish": {"repo_id": None},
+    }))
+    run_snakemake(["--configfile", str(config), "--cores", "2", "results/dataset/README.md"], workdir=workdir,
+                  timeout=600, env=exported["env"])
+    summary = json.loads((workdir / "results/stats/clean/clean.json").read_text())
+    check_clean_outputs(expected, workdir / "results/quarantine", summary, workdir / "results/dataset/data")
 
 
 def test_dry_run_budget_refuses_expensive_queries():

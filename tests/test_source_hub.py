@@ -10,7 +10,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from bad_input_corpus import Shard, check_clean_outputs, good_sources
 from source_fixtures import real_source
+
+from codeparrot.clean.local import clean_dataset, clean_settings
 
 from codeparrot.raw import read_raw_records
 from codeparrot.sources.hub import collect_hub, hub_records
@@ -74,8 +77,33 @@ def test_hub_split_and_missing_path(hub_folder, tmp_path):
     assert manifest["records"] == 1
     skipped = Counter()
     rows = [{"content": real_source(bisect), "copies": "7"}]
-    (record,) = hub_records(rows, ".py", 1024, 1 << 20, skipped)
-    assert record["path"] == "file-000000000.py" and record["copies"] == 7 and record["repo_name"] is None
+    (record,) = hub_records(rows, ".py", 1024, 1 << 20, skipped, "someone/code")
+    # Filled from the dataset id and the row; "7" is normalised by the clean stage like every source's.
+    assert (record["path"], record["copies"], record["repo_name"]) == ("file-000000000.py", "7", "someone/code")
+
+
+def test_hub_dataset_without_repo_name_and_with_odd_types_is_cleaned(tmp_path, monkeypatch):
+    """Most Hub code datasets lack repo_name; some store licenses as numbers: records are kept, not quarantined."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    sources = good_sources(12)
+    root = tmp_path / "code-no-repo"
+    (root / "data").mkdir(parents=True)
+    pq.write_table(pa.table({
+        "path": [None if i % 3 == 0 else f"Lib/{p}" for i, (p, _) in enumerate(sources)],
+        "content": [c for _, c in sources],
+        "license": [i for i in range(len(sources))],
+        "copies": [str(i + 1) for i in range(len(sources))],
+    }), root / "data" / "train-00000-of-00001.parquet")
+    manifest = collect_hub(str(tmp_path / "raw"), str(tmp_path / "m.json"), str(root))
+    expected = {"file-000000000000": Shard(good=[
+        {"repo_name": "code-no-repo", "path": f"file-{i:09d}.py" if i % 3 == 0 else f"Lib/{p}", "copies": str(i + 1),
+         "content": c, "license": i} for i, (p, c) in enumerate(sources)])}
+    assert manifest["records"] == len(sources)
+    summary = clean_dataset([str(tmp_path / "raw" / s["file"]) for s in manifest["shards"]], str(tmp_path / "work"),
+                            str(tmp_path / "dataset"), settings=clean_settings(num_buckets=1))
+    check_clean_outputs(expected, tmp_path / "work/quarantine", summary, tmp_path / "dataset/data")
+    assert summary["quarantined"] == 0 and summary["normalised"] == {"copies_from_string": 12, "license_from_number": 12}
 
 
 def test_dataset_without_content_fails_clearly(tmp_path, monkeypatch):

@@ -45,7 +45,8 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def shard_entry(path: str | Path, records: int, content_bytes: int) -> dict:
+def shard_entry(path: str | Path, records: int | None, content_bytes: int | None) -> dict:
+    """`records`/`content_bytes`: None for a shard only downloaded (its lines are counted in the clean stage)."""
     path = Path(path)
     return {
         "file": path.name,
@@ -56,11 +57,16 @@ def shard_entry(path: str | Path, records: int, content_bytes: int) -> dict:
     }
 
 
+def _total(shards: list[dict], key: str) -> int | None:
+    values = [s[key] for s in shards]
+    return None if None in values else sum(values)
+
+
 def write_manifest(path: str | Path, shards: list[dict], source: str, skipped: Counter | dict) -> dict:
     manifest = {
         "source": source,
-        "records": sum(s["records"] for s in shards),
-        "content_bytes": sum(s["content_bytes"] for s in shards),
+        "records": _total(shards, "records"),
+        "content_bytes": _total(shards, "content_bytes"),
         "file_bytes": sum(s["file_bytes"] for s in shards),
         "skipped": dict(sorted(dict(skipped).items())),
         "shards": shards,

@@ -103,6 +103,7 @@ def write_dataset_card(
         "bytes_in": read["bytes_in"],
         "quarantined": read["quarantined"],
         "quarantined_by_reason": read["quarantined_by_reason"],
+        "normalised": read["normalised"],
         "removed_by_reason": dict(sorted(removed.items())),
         "kept": kept,
         "splits": final["splits"],

@@ -1,8 +1,10 @@
 """The `gcs` source: download an export of raw shards (`<prefix>/file-*.json.gz`) from a bucket.
 
 Each shard is downloaded byte for byte (no transcoding) into a download cache next to the
-results, checked against the object's crc32c (or md5), counted, and only then renamed into
-place with a small `.verified.json` record; a rerun skips shards whose record still matches
+results, checked against the object's crc32c (or md5), and only then renamed into place with a
+small `.verified.json` record. The download stays a download: its lines are read and checked
+once, in the clean stage (codeparrot.clean.records), like every source's, so the manifest's
+record counts are null here; a rerun skips shards whose record still matches
 the object. The checkpoint's shard folder holds hard links to the cached shards, so Snakemake
 may delete and recreate it without downloading again.
 
@@ -23,13 +25,13 @@ from pathlib import Path
 import google_crc32c
 from tqdm import tqdm
 
-from codeparrot.raw import read_raw_records, shard_entry, write_json, write_manifest
+from codeparrot.raw import shard_entry, write_json, write_manifest
 
 SHARD_NAME = re.compile(r"file-\d+\.json\.gz")
 
 
 class ShardVerificationError(RuntimeError):
-    """A downloaded shard does not match its object's checksum, or is not a raw shard."""
+    """A downloaded shard does not match its object's checksum."""
 
 
 def storage_client(project: str | None = None):
@@ -89,20 +91,6 @@ def verify_checksum(path: Path, blob) -> str:
     raise ShardVerificationError(f"gs://{blob.bucket.name}/{blob.name} declares neither crc32c nor md5; cannot verify it.")
 
 
-def count_shard(path: Path, name: str) -> tuple[int, int]:
-    """(records, content bytes) of a raw shard; a malformed one fails naming the shard (`name`)."""
-    records = content_bytes = 0
-    try:
-        for record in read_raw_records(path):
-            records += 1
-            content_bytes += record["size"]
-    except (OSError, EOFError, ValueError, KeyError, TypeError) as error:
-        raise ShardVerificationError(
-            f"{name}: not a raw shard of gzipped JSON lines with a `size` column ({error}); fix the export, then rerun."
-        ) from error
-    return records, content_bytes
-
-
 def _record_path(cached: Path) -> Path:
     return cached.with_name(cached.name + ".verified.json")
 
@@ -135,12 +123,11 @@ def fetch_shard(blob, cache_dir: Path, client=None, progress: tqdm | None = None
             if_generation_match=blob.generation, retry=retry_for(retry_timeout),
         )
         crc32c = verify_checksum(tmp, blob)
-        records, content_bytes = count_shard(tmp, f"gs://{blob.bucket.name}/{blob.name}")
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     os.replace(tmp, cached)
-    entry = shard_entry(cached, records, content_bytes)
+    entry = shard_entry(cached, None, None)
     record = {"object": f"gs://{blob.bucket.name}/{blob.name}", "generation": blob.generation, "crc32c": crc32c, "entry": entry}
     write_json(_record_path(cached), record)
     if progress is not None:
