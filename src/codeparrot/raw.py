@@ -7,9 +7,10 @@ exports (`file-000000000000.json.gz`, ...), plus `manifest.json` (counts, bytes,
 import gzip
 import hashlib
 import json
-import os
 from collections import Counter
 from pathlib import Path
+
+from codeparrot.atomic import atomic_write_text, commit, discard, temp_path
 
 RAW_COLUMNS = ("repo_name", "path", "copies", "size", "content", "license")
 INT_COLUMNS = ("copies", "size")
@@ -75,12 +76,6 @@ def write_manifest(path: str | Path, shards: list[dict], source: str, skipped: C
     return manifest
 
 
-def atomic_write_text(path: str | Path, text: str) -> None:
-    tmp = Path(f"{path}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def write_json(path: str | Path, obj, sort_keys: bool = False) -> None:
     """`obj` as indented JSON, written atomically (its folder created)."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -114,7 +109,8 @@ class RawShardWriter:
 
     def _open(self):
         self._path = self.out_dir / shard_file_name(len(self.shards))
-        self._raw = open(f"{self._path}.tmp", "wb")
+        self._tmp = temp_path(self._path)
+        self._raw = open(self._tmp, "wb")
         self._file = gzip.GzipFile(filename="", mode="wb", fileobj=self._raw, mtime=0, compresslevel=6)
         self._records = 0
         self._bytes = 0
@@ -122,7 +118,7 @@ class RawShardWriter:
     def _close(self):
         self._file.close()
         self._raw.close()
-        os.replace(f"{self._path}.tmp", self._path)
+        commit(self._tmp, self._path)
         self.shards.append(shard_entry(self._path, self._records, self._bytes))
         self._file = None
 
@@ -150,6 +146,7 @@ class RawShardWriter:
         elif self._file is not None:
             self._file.close()
             self._raw.close()
+            discard(self._tmp)
 
 
 def read_raw_records(path: str | Path):

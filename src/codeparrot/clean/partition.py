@@ -14,6 +14,7 @@ from pathlib import Path
 import pyarrow as pa
 from tqdm import tqdm
 
+from codeparrot.atomic import atomic_output
 from codeparrot.clean.decontaminate import build_decontaminator
 from codeparrot.clean.filters import STAT_COLUMNS, file_stats
 from codeparrot.clean.records import BadLine, bucket_of, open_quarantine, read_shard, strip_whitespace
@@ -86,8 +87,9 @@ def partition_shard(
     stats = {"shard": shard, "records_in": 0, "bytes_in": 0, "records_out": 0, "bytes_out": 0,
              "quarantined": 0, "quarantined_by_reason": Counter(), "normalised": {}}
     batch = 0
-    with pa.OSFile(out_path, "wb") as sink, pa.ipc.new_file(sink, PARTITION_SCHEMA) as writer, \
-            open_quarantine(quarantine_path) as quarantine:
+    with atomic_output(out_path) as tmp_out, atomic_output(quarantine_path) as tmp_quarantine, \
+            pa.OSFile(str(tmp_out), "wb") as sink, pa.ipc.new_file(sink, PARTITION_SCHEMA) as writer, \
+            open_quarantine(tmp_quarantine) as quarantine:
         items = read_shard(raw_path, max_line_bytes, max_shard_bytes, on_corrupt_shard, stats["normalised"])
         for item in tqdm(items, desc=f"partition {shard}", unit=" records", mininterval=5):
             stats["records_in"] += 1
