@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
@@ -25,12 +26,15 @@ from pathlib import Path
 import google_crc32c
 from tqdm import tqdm
 
+from codeparrot.atomic import atomic_output, commit
+from codeparrot.logs import UserError
 from codeparrot.raw import shard_entry, write_json, write_manifest
+from codeparrot.sources.cloud import CloudError, cloud_errors
 
 SHARD_NAME = re.compile(r"file-\d+\.json\.gz")
 
 
-class ShardVerificationError(RuntimeError):
+class ShardVerificationError(UserError):
     """A downloaded shard does not match its object's checksum."""
 
 
@@ -59,7 +63,7 @@ def list_shards(client, bucket: str, prefix: str, retry_timeout: float = 600.0) 
     """shard_blobs, which must not be empty."""
     blobs = shard_blobs(client, bucket, prefix, retry_timeout)
     if not blobs:
-        raise FileNotFoundError(
+        raise CloudError(
             f"No shards at gs://{bucket}/{prefix.strip('/')}/file-*.json.gz: check source.gcs.bucket and "
             "source.gcs.prefix, or run the bigquery export first (source.kind: bigquery)."
         )
@@ -115,18 +119,26 @@ def fetch_shard(blob, cache_dir: Path, client=None, progress: tqdm | None = None
         if progress is not None:
             progress.update(blob.size)
         return entry
-    tmp = cached.with_name(cached.name + ".part")
+    # A download cut short (killed job, lost connection) resumes from its last byte; the name pins
+    # the object version, so a changed object starts afresh.
+    part = cached.with_name(f".{cached.name}.part-{blob.generation}")
+    for stale in cache_dir.glob(f".{cached.name}.part-*"):
+        if stale != part:
+            stale.unlink()
+    with open(part, "ab") as f:
+        have = f.tell()
+        if have < blob.size:
+            # raw_download: keep the stored gzip bytes even if the object says Content-Encoding: gzip.
+            blob.download_to_file(
+                f, client=client, start=have, raw_download=True, checksum=None,
+                if_generation_match=blob.generation, retry=retry_for(retry_timeout),
+            )
     try:
-        # raw_download: keep the stored gzip bytes even if the object says Content-Encoding: gzip.
-        blob.download_to_filename(
-            str(tmp), client=client, raw_download=True, checksum=None,
-            if_generation_match=blob.generation, retry=retry_for(retry_timeout),
-        )
-        crc32c = verify_checksum(tmp, blob)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+        crc32c = verify_checksum(part, blob)
+    except ShardVerificationError:
+        part.unlink()
         raise
-    os.replace(tmp, cached)
+    commit(part, cached)
     entry = shard_entry(cached, None, None)
     record = {"object": f"gs://{blob.bucket.name}/{blob.name}", "generation": blob.generation, "crc32c": crc32c, "entry": entry}
     write_json(_record_path(cached), record)
@@ -140,9 +152,8 @@ def _link(src: Path, dst: Path) -> None:
     try:
         os.link(src, dst)
     except OSError:  # another file system: copy instead
-        tmp = dst.with_name(dst.name + ".tmp")
-        tmp.write_bytes(src.read_bytes())
-        os.replace(tmp, dst)
+        with atomic_output(dst) as tmp:
+            shutil.copyfile(src, tmp)
 
 
 def download_gcs(
@@ -164,7 +175,9 @@ def download_gcs(
     cache, out = Path(cache_dir), Path(shards_dir)
     cache.mkdir(parents=True, exist_ok=True)
     out.mkdir(parents=True, exist_ok=True)
-    blobs = list_shards(storage_client(project), bucket, prefix, retry_timeout)
+    resource = f"gs://{bucket}/{prefix.strip('/')}"
+    with cloud_errors(resource, "source.gcs.bucket and source.gcs.prefix"):
+        blobs = list_shards(storage_client(project), bucket, prefix, retry_timeout)
 
     local = threading.local()
 
@@ -175,7 +188,8 @@ def download_gcs(
         return fetch_shard(blob, cache, local.client, progress, retry_timeout)
 
     entries, errors = {}, []
-    with tqdm(total=sum(b.size for b in blobs), unit="B", unit_scale=True, desc=f"gs://{bucket}/{prefix}") as progress:
+    with cloud_errors(resource, "source.gcs.bucket and source.gcs.prefix"), \
+            tqdm(total=sum(b.size for b in blobs), unit="B", unit_scale=True, desc=resource) as progress:
         with ThreadPoolExecutor(max_workers=workers) as pool:
             futures = {pool.submit(fetch, blob): blob for blob in blobs}
             for future in as_completed(futures):
