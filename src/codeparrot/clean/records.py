@@ -9,6 +9,7 @@ by `max_line_bytes` and the decompression chunk, whatever the input: an over-lon
 quarantined while it is read, keeping only its first EVIDENCE_BYTES.
 """
 
+import contextlib
 import gzip
 import hashlib
 import json
@@ -265,6 +266,10 @@ def bucket_of(hash_hex: str, num_buckets: int) -> int:
     return int(hash_hex[:15], 16) % num_buckets
 
 
-def open_quarantine(path: str | Path) -> gzip.GzipFile:
-    """Gzipped NDJSON of bad lines (see BadLine.to_json); empty when the shard was clean."""
-    return gzip.GzipFile(path, "wb", mtime=0)
+@contextlib.contextmanager
+def open_quarantine(path: str | Path) -> Iterator[gzip.GzipFile]:
+    """Gzipped NDJSON of bad lines (see BadLine.to_json); empty when the shard was clean.
+
+    No name or time in the gzip header: the same bad lines give the same bytes, whatever temporary name is written."""
+    with open(path, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as f:
+        yield f
