@@ -13,8 +13,6 @@ import yaml
 from bad_input_corpus import Shard, check_clean_outputs, good_sources
 from source_fixtures import real_source
 
-from codeparrot.clean.local import clean_dataset, clean_settings
-
 from codeparrot.raw import read_raw_records
 from codeparrot.sources.hub import collect_hub, hub_records
 
@@ -82,8 +80,9 @@ def test_hub_split_and_missing_path(hub_folder, tmp_path):
     assert (record["path"], record["copies"], record["repo_name"]) == ("file-000000000.py", "7", "someone/code")
 
 
-def test_hub_dataset_without_repo_name_and_with_odd_types_is_cleaned(tmp_path, monkeypatch):
-    """Most Hub code datasets lack repo_name; some store licenses as numbers: records are kept, not quarantined."""
+def test_hub_dataset_without_repo_name_and_with_odd_types_is_cleaned(tmp_path, monkeypatch, snakemake):
+    """Most Hub code datasets lack repo_name; some store licenses as numbers: through the DAG's
+    source and clean stages, records are kept (normalised), not quarantined."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     sources = good_sources(12)
@@ -95,14 +94,19 @@ def test_hub_dataset_without_repo_name_and_with_odd_types_is_cleaned(tmp_path, m
         "license": [i for i in range(len(sources))],
         "copies": [str(i + 1) for i in range(len(sources))],
     }), root / "data" / "train-00000-of-00001.parquet")
-    manifest = collect_hub(str(tmp_path / "raw"), str(tmp_path / "m.json"), str(root))
+    run = tmp_path / "run"
+    run.mkdir()
+    config = run / "hub.yaml"
+    config.write_text(yaml.safe_dump({"source": {"kind": "hub", "hub": {"path": str(root)}}, "clean": {"num_buckets": 1},
+                                      "publish": {"repo_id": None}}))
+    snakemake(["--configfile", str(config), "--cores", "2", "results/dataset/README.md"], workdir=run, timeout=600)
+    manifest = json.loads((run / "results/raw/manifest.json").read_text())
+    summary = json.loads((run / "results/stats/clean/clean.json").read_text())
     expected = {"file-000000000000": Shard(good=[
         {"repo_name": "code-no-repo", "path": f"file-{i:09d}.py" if i % 3 == 0 else f"Lib/{p}", "copies": str(i + 1),
          "content": c, "license": i} for i, (p, c) in enumerate(sources)])}
     assert manifest["records"] == len(sources)
-    summary = clean_dataset([str(tmp_path / "raw" / s["file"]) for s in manifest["shards"]], str(tmp_path / "work"),
-                            str(tmp_path / "dataset"), settings=clean_settings(num_buckets=1))
-    check_clean_outputs(expected, tmp_path / "work/quarantine", summary, tmp_path / "dataset/data")
+    check_clean_outputs(expected, run / "results/quarantine", summary, run / "results/dataset/data")
     assert summary["quarantined"] == 0 and summary["normalised"] == {"copies_from_string": 12, "license_from_number": 12}
 
 
