@@ -66,11 +66,39 @@ def test_every_problem_is_listed_at_once():
         (["source={'min_size': 'small'}"], r"config key `source.min_size`: 'small' is not of type 'integer'"),
         (["source={'colour': 'red'}"], r"config key `source`: Additional properties are not allowed \('colour' was unexpected\); allowed keys: .*kind"),
         (["seed=-1"], r"config key `seed`: -1 is less than the minimum of 0"),
+        (["source={'gcs': {'prefix': '../../../../tmp/x'}}"], r"config key `source.gcs.prefix`: .* no `.` or `..` component"),
+        (["publish={'repo_id': 'not a repo id'}"], r"config key `publish.repo_id`: 'not a repo id' does not match"),
     ],
-    ids=["wrong-type", "unknown-key", "out-of-range"],
+    ids=["wrong-type", "unknown-key", "out-of-range", "prefix-outside-results", "bad-repo-id"],
 )
 def test_bad_config_fails_before_any_job(tmp_path, override, expected):
     proc = run_snakemake(["--cores", "1", "--config", *override], workdir=tmp_path, check=False)
     assert proc.returncode != 0
     assert re.search(expected, proc.stdout + proc.stderr), proc.stderr[-2000:]
     assert not (tmp_path / "results").exists(), "no job may run on a bad config"
+
+
+def test_nested_override_strings_are_coerced_to_the_declared_type():
+    """`--config` values arrive as strings (YAML's base loader); the schema's type decides."""
+    from snakemake.cli import parse_config
+
+    override = parse_config(['train={"max_steps": 5, "learning_rate": 1e-4, "hub": {"repo_id": null}}',
+                             "clean={'near_dedup': {'enabled': 'false'}}"])
+    assert override["train"]["max_steps"] == "5"  # what Snakemake hands over
+    config = load(ROOT / "config/config.yaml")
+    _merge(config, override)
+    validate_config(config, SCHEMA)
+    assert (config["train"]["max_steps"], config["train"]["learning_rate"]) == (5, 1e-4)
+    assert config["train"]["hub"]["repo_id"] is None and config["clean"]["near_dedup"]["enabled"] is False
+    config["train"]["max_steps"] = "five"
+    with pytest.raises(ConfigError, match="`train.max_steps`: 'five' is not of type 'integer'"):
+        validate_config(config, SCHEMA)
+
+
+def test_nested_override_plans_the_run(tmp_path):
+    """The README's `snakemake -n --config ...` with a nested key: planned with the values given."""
+    proc = run_snakemake(["-n", "results/train/metrics.jsonl", "--config", 'train={"max_steps": 5, "runtime_minutes": 7}'],
+                         workdir=tmp_path)
+    train_job = proc.stdout[proc.stdout.index("rule train:"):]
+    assert "runtime=7," in train_job.split("\n\n")[0]  # a nested integer override reaches the plan
+    assert not (tmp_path / "results").exists()

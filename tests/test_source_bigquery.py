@@ -20,12 +20,15 @@ from pathlib import Path
 
 import pytest
 import yaml
+from bad_input_corpus import check_clean_outputs, write_corpus
 from conftest import run_snakemake
 from emulators.services import fake_gcs, local_bigquery
 from source_fixtures import real_source
 
+from codeparrot.clean.partition import partition_shard
 from codeparrot.raw import read_raw_records
 from codeparrot.sources.bigquery import bigquery_client, check_scan_budget, export_bigquery
+from codeparrot.sources.cloud import CloudError, cloud_errors
 from codeparrot.sources.gcs import ShardVerificationError, download_gcs
 
 BUCKET, PREFIX = "codeparrot-test", "exports/raw"
@@ -133,13 +136,13 @@ def test_exactly_the_selected_files_arrive_byte_for_byte(exported):
     manifest = json.loads((raw / "manifest.json").read_text())
     records = [r for shard in manifest["shards"] for r in read_raw_records(raw / "shards" / shard["file"])]
     got = {(r["repo_name"], r["path"]): r for r in records}
-    assert len(records) == len(got) == manifest["records"]
+    assert len(records) == len(got)
+    assert manifest["records"] is None and manifest["content_bytes"] is None  # counted by the clean stage
     assert set(got) == exported["selected"]
     for key, record in got.items():
         want = exported["expected"][key]
         assert record["content"].encode("utf-8") == want["content"].encode("utf-8"), key
         assert (record["size"], record["copies"], record["license"]) == (want["size"], want["copies"], want["license"])
-    assert manifest["content_bytes"] == sum(r["size"] for r in records)
 
 
 def test_downloaded_shards_are_the_bucket_objects(exported):
@@ -217,14 +220,38 @@ def test_corrupted_shard_fails_the_gcs_rule(exported):
                      cache_dir=str(workdir / "cache2"), workers=1, retry_timeout=10)
 
 
-def test_shard_that_is_not_gzipped_json_is_named(exported, tmp_path):
+def test_shard_that_is_not_gzipped_json_is_named_by_the_clean_stage(exported, tmp_path):
+    """The download verifies bytes only; the one reader (clean stage) names the shard and the remedy."""
     from google.cloud import storage
 
     storage.Client().bucket(BUCKET).blob("broken/file-000000000000.json.gz").upload_from_string(b"<html>quota</html>")
-    with pytest.raises(ShardVerificationError, match=f"gs://{BUCKET}/broken/file-000000000000.json.gz: not a raw shard"):
-        download_gcs(str(tmp_path / "s"), str(tmp_path / "m.json"), BUCKET, "broken", cache_dir=str(tmp_path / "c"),
-                     workers=1, retry_timeout=10)
-    assert not list((tmp_path / "c").iterdir())
+    download_gcs(str(tmp_path / "s"), str(tmp_path / "m.json"), BUCKET, "broken", cache_dir=str(tmp_path / "c"),
+                 workers=1, retry_timeout=10)
+    with pytest.raises(ValueError, match="file-000000000000.json.gz: not a readable gzip file.*re-download"):
+        partition_shard(str(tmp_path / "s/file-000000000000.json.gz"), str(tmp_path / "p.arrow"), str(tmp_path / "q.gz"),
+                        str(tmp_path / "st.json"), num_buckets=1)
+
+
+def test_damaged_export_is_cleaned_through_the_dag(exported):
+    """The bad-input corpus in the bucket: download, then the clean stage quarantines every bad line."""
+    from google.cloud import storage
+
+    bucket = storage.Client().bucket(BUCKET)
+    local = exported["base"] / "damaged-export"
+    expected = write_corpus(local, max_line_bytes=65536)
+    for shard in sorted(local.iterdir()):
+        bucket.blob(f"damaged/{shard.name}").upload_from_filename(str(shard))
+    workdir = exported["base"] / "damaged-run"
+    workdir.mkdir()
+    config = workdir / "test-config.yaml"
+    config.write_text(yaml.safe_dump({
+        "source": {"kind": "gcs", "gcs": {"bucket": BUCKET, "prefix": "damaged", "workers": 2}, "on_corrupt_shard": "quarantine"},
+        "clean": {"num_buckets": 2, "max_line_bytes": 65536}, "publish": {"repo_id": None},
+    }))
+    run_snakemake(["--configfile", str(config), "--cores", "2", "results/dataset/README.md"], workdir=workdir,
+                  timeout=600, env=exported["env"])
+    summary = json.loads((workdir / "results/stats/clean/clean.json").read_text())
+    check_clean_outputs(expected, workdir / "results/quarantine", summary, workdir / "results/dataset/data")
 
 
 def test_dry_run_budget_refuses_expensive_queries():
@@ -245,3 +272,63 @@ def test_refusal_comes_before_any_query(exported, monkeypatch, capsys):
     with pytest.raises(NotFound):
         bigquery_client("test-project").get_table("test-project.refused.github_python")
     assert not (exported["base"] / "refused.json").exists()
+
+
+def test_download_cut_short_resumes_from_its_last_byte(exported, tmp_path):
+    """A partial download in the cache is continued with a ranged request, not restarted from byte 0."""
+    from google.cloud import storage
+
+    data = gzip.compress(b"".join(json.dumps({"repo_name": "a/b", "path": f"{i}.py", "copies": 1, "size": 9,
+                                              "content": f"x = {i:04d}\n", "license": None}).encode() + b"\n"
+                                  for i in range(2000)), mtime=0)
+    blob = storage.Client().bucket(BUCKET).blob("ranged/file-000000000000.json.gz")
+    blob.upload_from_string(data)
+    blob.reload()
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    part = cache / f".file-000000000000.json.gz.part-{blob.generation}"
+    # Wrong bytes in the part already downloaded: only a resumed download keeps them (and fails the checksum).
+    part.write_bytes(bytes(b ^ 0xFF for b in data[: len(data) // 2]))
+    with pytest.raises(ShardVerificationError, match="crc32c mismatch"):
+        download_gcs(str(tmp_path / "s"), str(tmp_path / "m.json"), BUCKET, "ranged", cache_dir=str(cache), workers=1)
+    assert not part.exists()  # a mismatch is never resumed again
+    part.write_bytes(data[: len(data) // 2])  # the right first half, as a killed download leaves it
+    download_gcs(str(tmp_path / "s"), str(tmp_path / "m.json"), BUCKET, "ranged", cache_dir=str(cache), workers=1)
+    assert (tmp_path / "s/file-000000000000.json.gz").read_bytes() == data
+    assert not list(cache.glob(".*part*"))
+
+
+def test_missing_bucket_prefix_and_credentials_are_one_line_errors(exported, tmp_path, monkeypatch):
+    args = dict(shards_dir=str(tmp_path / "s"), manifest_path=str(tmp_path / "m.json"), cache_dir=str(tmp_path / "c"), workers=1)
+    with pytest.raises(CloudError, match=r"^gs://no-such-bucket/x: not found .*check source.gcs.bucket and source.gcs.prefix"):
+        download_gcs(bucket="no-such-bucket", prefix="x", **args)
+    with pytest.raises(CloudError, match=rf"^No shards at gs://{BUCKET}/nothing/here/file-\*.json.gz"):
+        download_gcs(bucket=BUCKET, prefix="nothing/here", **args)
+    monkeypatch.delenv("STORAGE_EMULATOR_HOST")
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "missing-key.json"))
+    with pytest.raises(CloudError, match="no usable Google Cloud credentials.*gcloud auth application-default login"):
+        download_gcs(bucket=BUCKET, prefix="x", **args)
+
+
+@pytest.mark.parametrize("error, expected", [
+    ("Forbidden", "permission denied"),
+    ("Forbidden-quota", "refused by quota or budget"),
+    ("TooManyRequests", "quota or rate limit exceeded"),
+])
+def test_refusals_become_one_line_errors(error, expected):
+    from google.api_core import exceptions as api
+
+    kind, _, quota = error.partition("-")
+    errors = [{"reason": "quotaExceeded", "message": "Quota exceeded"}] if quota else []
+    with pytest.raises(CloudError, match=f"^gs://b/p: {expected}"):
+        with cloud_errors("gs://b/p", "source.gcs.bucket"):
+            raise getattr(api, kind)("GET https://storage.googleapis.com/...: denied", errors=errors)
+
+
+def test_one_line_error_is_the_headline_of_a_failed_rule(exported):
+    result = run_source(exported["base"] / "nobucket-run", {"kind": "gcs", "gcs": {"bucket": "no-such-bucket", "prefix": "x"}},
+                        exported["env"])
+    assert result.returncode != 0
+    assert "ERROR: gs://no-such-bucket/x: not found" in result.stderr and "Traceback" not in result.stderr
+    log = (exported["base"] / "nobucket-run/results/logs/gcs_download.log").read_text()
+    assert log.strip().splitlines()[-1].startswith("ERROR: gs://no-such-bucket/x: not found")

@@ -10,6 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from bad_input_corpus import Shard, check_clean_outputs, good_sources
 from source_fixtures import real_source
 
 from codeparrot.raw import read_raw_records
@@ -74,8 +75,39 @@ def test_hub_split_and_missing_path(hub_folder, tmp_path):
     assert manifest["records"] == 1
     skipped = Counter()
     rows = [{"content": real_source(bisect), "copies": "7"}]
-    (record,) = hub_records(rows, ".py", 1024, 1 << 20, skipped)
-    assert record["path"] == "file-000000000.py" and record["copies"] == 7 and record["repo_name"] is None
+    (record,) = hub_records(rows, ".py", 1024, 1 << 20, skipped, "someone/code")
+    # Filled from the dataset id and the row; "7" is normalised by the clean stage like every source's.
+    assert (record["path"], record["copies"], record["repo_name"]) == ("file-000000000.py", "7", "someone/code")
+
+
+def test_hub_dataset_without_repo_name_and_with_odd_types_is_cleaned(tmp_path, monkeypatch, snakemake):
+    """Most Hub code datasets lack repo_name; some store licenses as numbers: through the DAG's
+    source and clean stages, records are kept (normalised), not quarantined."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    sources = good_sources(12)
+    root = tmp_path / "code-no-repo"
+    (root / "data").mkdir(parents=True)
+    pq.write_table(pa.table({
+        "path": [None if i % 3 == 0 else f"Lib/{p}" for i, (p, _) in enumerate(sources)],
+        "content": [c for _, c in sources],
+        "license": [i for i in range(len(sources))],
+        "copies": [str(i + 1) for i in range(len(sources))],
+    }), root / "data" / "train-00000-of-00001.parquet")
+    run = tmp_path / "run"
+    run.mkdir()
+    config = run / "hub.yaml"
+    config.write_text(yaml.safe_dump({"source": {"kind": "hub", "hub": {"path": str(root)}}, "clean": {"num_buckets": 1},
+                                      "publish": {"repo_id": None}}))
+    snakemake(["--configfile", str(config), "--cores", "2", "results/dataset/README.md"], workdir=run, timeout=600)
+    manifest = json.loads((run / "results/raw/manifest.json").read_text())
+    summary = json.loads((run / "results/stats/clean/clean.json").read_text())
+    expected = {"file-000000000000": Shard(good=[
+        {"repo_name": "code-no-repo", "path": f"file-{i:09d}.py" if i % 3 == 0 else f"Lib/{p}", "copies": str(i + 1),
+         "content": c, "license": i} for i, (p, c) in enumerate(sources)])}
+    assert manifest["records"] == len(sources)
+    check_clean_outputs(expected, run / "results/quarantine", summary, run / "results/dataset/data")
+    assert summary["quarantined"] == 0 and summary["normalised"] == {"copies_from_string": 12, "license_from_number": 12}
 
 
 def test_dataset_without_content_fails_clearly(tmp_path, monkeypatch):

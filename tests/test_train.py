@@ -211,3 +211,25 @@ def test_launcher_runs_on_cpu_and_reports_failures(tmp_path):
     with pytest.raises(RuntimeError, match=r"exit code .*settings.json.*No such file|No such file"):
         run_accelerate("codeparrot.train", ["--settings", str(tmp_path / "settings.json")], 1, log_path=str(log))
     assert "FileNotFoundError" in log.read_text()
+
+
+def test_newest_checkpoint_that_does_not_load_falls_back_to_the_previous(train_fixture, tmp_path):
+    """Power loss after the rename but before the data reached the disk: the newest checkpoint is
+    complete by name but does not load; the rerun says so and resumes from the one before."""
+    fx = train_fixture
+    reference = tmp_path / "reference"
+    run_training(settings(fx, reference, max_steps=20))
+    run = tmp_path / "run"
+    path = write_settings(settings(fx, run, max_steps=20))
+    run_training(json.loads(path.read_text()))
+    newest = latest_checkpoint(run / "checkpoints")
+    assert newest.name == "step-00000020"
+    weights_file = next(newest.glob("*.safetensors"))
+    weights_file.write_bytes(weights_file.read_bytes()[:100])  # torn write
+    shutil.rmtree(run / "model")
+    rerun = subprocess.run(train_command(path), capture_output=True, text=True, timeout=300, check=True)
+    out = rerun.stdout + rerun.stderr
+    assert f"Checkpoint {newest} does not load" in out
+    assert f"Resuming from {run / 'checkpoints' / 'step-00000010'}" in out
+    w_ref, w_got = weights(reference), weights(run)
+    assert all(torch.allclose(w_got[k], w_ref[k], atol=1e-6, rtol=0) for k in w_ref)

@@ -3,6 +3,11 @@
 `snakemake.utils.validate` reports only the first error and does not fill defaults declared
 inside `$ref`'d section schemas, so the workflow uses this validator (same schema files, same
 JSON-schema draft, same referencing registry) instead.
+
+`snakemake --config 'train={"max_steps": 5}'` parses nested values with YAML's base loader, so
+they arrive as strings: a string where the schema declares only non-string types is coerced to
+that type (integer, number, boolean, null) before validation; one that cannot be keeps the
+validator's message. `'null'` for a key that may be a string or null is null.
 """
 
 from pathlib import Path
@@ -36,6 +41,42 @@ def _copy(value):
     return yaml.safe_load(yaml.safe_dump(value))
 
 
+def _coerce(text: str, types: list[str]):
+    """`text` as the first of the declared `types` it spells, else the text itself."""
+    word = text.strip().lower()
+    for kind in ("null", "boolean", "integer", "number"):
+        if kind not in types:
+            continue
+        if kind == "null" and word in ("null", "none", "~"):
+            return None
+        if kind == "boolean" and word in ("true", "false"):
+            return word == "true"
+        try:
+            return int(word) if kind == "integer" else float(word) if kind == "number" else text
+        except ValueError:
+            continue
+    return text
+
+
+def _coerce_strings(errors: list[jsonschema.ValidationError], config: dict) -> bool:
+    """Replace each refused string by the value it spells in a non-string type its schema declares
+    (a `'null'` refused by a pattern becomes None); whether any changed."""
+    changed = False
+    for error in errors:
+        declared = error.schema.get("type") if isinstance(error.schema, dict) else None
+        if not isinstance(error.instance, str) or not error.absolute_path or not declared:
+            continue
+        value = _coerce(error.instance, [declared] if isinstance(declared, str) else list(declared))
+        if value is not error.instance:
+            *parents, last = error.absolute_path
+            container = config
+            for key in parents:
+                container = container[key]
+            container[last] = value
+            changed = True
+    return changed
+
+
 def _describe(error: jsonschema.ValidationError) -> str:
     key = ".".join(str(p) for p in error.absolute_path) or "<top level>"
     allowed = ""
@@ -45,6 +86,8 @@ def _describe(error: jsonschema.ValidationError) -> str:
         allowed = f"; expected type: {error.validator_value}"
     elif error.validator in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
         allowed = f"; {error.validator}: {error.validator_value}"
+    elif error.validator == "pattern":
+        allowed = f"; {error.schema.get('description', 'see the schema')}"
     elif error.validator == "additionalProperties":
         allowed = f"; allowed keys: {', '.join(sorted(error.schema.get('properties', {})))}"
     return f"config key `{key}`: {error.message}{allowed}"
@@ -69,7 +112,10 @@ def validate_config(config: dict, schema_path: str | Path) -> dict:
     """Fill schema defaults into `config` in place, or raise ConfigError listing every problem by key."""
     schema, registry = load_schema(schema_path)
     filler = _with_defaults(jsonschema.Draft202012Validator)(schema, registry=registry)
-    errors = sorted(filler.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path])
+    errors = list(filler.iter_errors(config))
+    if _coerce_strings(errors, config):
+        errors = list(filler.iter_errors(config))
+    errors.sort(key=lambda e: [str(p) for p in e.absolute_path])
     if errors:
         lines = "\n".join(f"  - {_describe(e)}" for e in errors)
         raise ConfigError(f"Invalid configuration ({len(errors)} problem(s)); fix these keys and rerun:\n{lines}")

@@ -24,9 +24,15 @@ class _Tee:
         return False
 
 
+class UserError(RuntimeError):
+    """An error whose message says what to do: a rule shows it as one line, without a traceback."""
+
+
 @contextlib.contextmanager
 def redirect_to_log(path: str):
-    """Tee stdout and stderr (progress bars, logging) into `path` for the duration of a rule."""
+    """Tee stdout and stderr (progress bars, logging) into `path` for the duration of a rule.
+
+    A UserError ends the job with its message alone, in the log and on stderr."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", buffering=1) as log:
         out, err = sys.stdout, sys.stderr
@@ -34,6 +40,10 @@ def redirect_to_log(path: str):
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr, force=True)
         try:
             yield
+        except UserError as error:
+            log.write(f"ERROR: {error}\n")
+            sys.stdout, sys.stderr = out, err
+            raise SystemExit(f"ERROR: {error}") from None
         except BaseException:
             # Keep the reason in the rule's log file, not only in Snakemake's terminal output.
             traceback.print_exc(file=log)

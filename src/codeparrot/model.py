@@ -7,6 +7,7 @@ trains fastest per unit of loss on a CPU here.
 
 from pathlib import Path
 
+from codeparrot.atomic import save_pretrained
 from codeparrot.raw import write_json
 
 PRESETS: dict[str, dict] = {
@@ -67,8 +68,7 @@ def init_model(tokenizer_dir: str | Path, out_dir: str | Path, report_path: str 
     model = build_model(config, seed)
     counts = parameter_counts(model)
     out_dir = Path(out_dir)
-    model.save_pretrained(out_dir, safe_serialization=True)
-    tokenizer.save_pretrained(out_dir)
+    save_pretrained(out_dir, model, tokenizer)
     report = {
         "preset": preset,
         "n_layer": config.n_layer, "n_embd": config.n_embd, "n_head": config.n_head,

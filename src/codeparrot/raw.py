@@ -7,9 +7,10 @@ exports (`file-000000000000.json.gz`, ...), plus `manifest.json` (counts, bytes,
 import gzip
 import hashlib
 import json
-import os
 from collections import Counter
 from pathlib import Path
+
+from codeparrot.atomic import atomic_write_text, commit, discard, temp_path
 
 RAW_COLUMNS = ("repo_name", "path", "copies", "size", "content", "license")
 INT_COLUMNS = ("copies", "size")
@@ -45,7 +46,8 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def shard_entry(path: str | Path, records: int, content_bytes: int) -> dict:
+def shard_entry(path: str | Path, records: int | None, content_bytes: int | None) -> dict:
+    """`records`/`content_bytes`: None for a shard only downloaded (its lines are counted in the clean stage)."""
     path = Path(path)
     return {
         "file": path.name,
@@ -56,23 +58,22 @@ def shard_entry(path: str | Path, records: int, content_bytes: int) -> dict:
     }
 
 
+def _total(shards: list[dict], key: str) -> int | None:
+    values = [s[key] for s in shards]
+    return None if None in values else sum(values)
+
+
 def write_manifest(path: str | Path, shards: list[dict], source: str, skipped: Counter | dict) -> dict:
     manifest = {
         "source": source,
-        "records": sum(s["records"] for s in shards),
-        "content_bytes": sum(s["content_bytes"] for s in shards),
+        "records": _total(shards, "records"),
+        "content_bytes": _total(shards, "content_bytes"),
         "file_bytes": sum(s["file_bytes"] for s in shards),
         "skipped": dict(sorted(dict(skipped).items())),
         "shards": shards,
     }
     write_json(path, manifest)
     return manifest
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    tmp = Path(f"{path}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def write_json(path: str | Path, obj, sort_keys: bool = False) -> None:
@@ -108,7 +109,8 @@ class RawShardWriter:
 
     def _open(self):
         self._path = self.out_dir / shard_file_name(len(self.shards))
-        self._raw = open(f"{self._path}.tmp", "wb")
+        self._tmp = temp_path(self._path)
+        self._raw = open(self._tmp, "wb")
         self._file = gzip.GzipFile(filename="", mode="wb", fileobj=self._raw, mtime=0, compresslevel=6)
         self._records = 0
         self._bytes = 0
@@ -116,7 +118,7 @@ class RawShardWriter:
     def _close(self):
         self._file.close()
         self._raw.close()
-        os.replace(f"{self._path}.tmp", self._path)
+        commit(self._tmp, self._path)
         self.shards.append(shard_entry(self._path, self._records, self._bytes))
         self._file = None
 
@@ -144,6 +146,7 @@ class RawShardWriter:
         elif self._file is not None:
             self._file.close()
             self._raw.close()
+            discard(self._tmp)
 
 
 def read_raw_records(path: str | Path):

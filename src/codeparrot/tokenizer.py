@@ -19,6 +19,8 @@ import numpy as np
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
+from codeparrot.atomic import atomic_write_text, save_pretrained
+
 EOS_TOKEN = "<|endoftext|>"
 TEXT_COLUMN = "content"
 
@@ -110,9 +112,7 @@ def train_tokenizer(train_files: Sequence[str | Path], out_dir: str | Path, voca
     with tqdm(total=n_docs, desc="tokenizer sample", unit="doc") as progress:
         sample = counted(sample_text_batches(train_files, n_files, seed, batch_rows), progress)
         tokenizer = train_bpe(sample, vocab_size, length=n_docs, min_frequency=min_frequency)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tokenizer.save_pretrained(out_dir)
+    save_pretrained(out_dir, tokenizer)
     print(f"Trained a {len(tokenizer)}-token byte-level BPE on {stats['documents']} files "
           f"({stats['characters'] / 1e6:.1f} M characters) -> {out_dir}")
     return {"vocab_size": len(tokenizer), **stats}
@@ -278,8 +278,7 @@ def tokenizer_report(tokenizer_dir: str | Path, validation_files: Sequence[str |
         "keyword_coverage": keyword_coverage(tokenizer),
         **merges_and_longest(tokenizer),
     }
-    Path(out_json).parent.mkdir(parents=True, exist_ok=True)
-    Path(out_json).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
-    Path(out_md).write_text(report_markdown(report))
+    atomic_write_text(out_json, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    atomic_write_text(out_md, report_markdown(report))
     print(report_markdown(report))
     return report

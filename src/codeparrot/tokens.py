@@ -13,6 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
+from codeparrot.atomic import atomic_output, commit, temp_path
 from codeparrot.raw import write_json
 
 META_FILE = "meta.json"
@@ -46,7 +47,7 @@ class TokenShardWriter:
         if not 0 <= eos_token_id <= np.iinfo(self.dtype).max:
             raise ValueError(f"eos_token_id {eos_token_id} does not fit in {self.dtype}")
         self._max_id = np.iinfo(self.dtype).max
-        self._tmp_bin = self.path_bin.with_name(self.path_bin.name + ".tmp")
+        self._tmp_bin = temp_path(self.path_bin)
         self._file = None
         self._starts: list[int] = []
         self.tokens = 0
@@ -74,10 +75,9 @@ class TokenShardWriter:
         if exc_type is not None:
             self._tmp_bin.unlink(missing_ok=True)
             return
-        tmp_idx = self.path_idx.with_name(self.path_idx.name.removesuffix(".npy") + ".tmp.npy")
-        np.save(tmp_idx, np.asarray(self._starts, dtype="<i8"))
-        os.replace(self._tmp_bin, self.path_bin)
-        os.replace(tmp_idx, self.path_idx)
+        with atomic_output(self.path_idx) as tmp_idx, open(tmp_idx, "wb") as f:
+            np.save(f, np.asarray(self._starts, dtype="<i8"))  # a file object: np.save adds no .npy to the name
+        commit(self._tmp_bin, self.path_bin)
 
 
 def open_token_shard(path_bin: str | Path, dtype) -> np.memmap:

@@ -204,6 +204,8 @@ def latest_checkpoint(checkpoint_dir: str | Path) -> Path | None:
 
 def save_checkpoint(accelerator, settings: TrainSettings, step: int, data, state: dict) -> Path:
     """Write checkpoint `step` under a temporary name and rename it: never seen half-written."""
+    from codeparrot.atomic import commit
+
     root = Path(settings.checkpoint_dir)
     final = root / checkpoint_name(step)
     tmp = root / f".tmp-{checkpoint_name(step)}"
@@ -217,8 +219,7 @@ def save_checkpoint(accelerator, settings: TrainSettings, step: int, data, state
         if Path(settings.metrics_path).exists():
             shutil.copy2(settings.metrics_path, tmp / METRICS_FILE)
         (tmp / STATE_FILE).write_text(json.dumps(state, indent=2, sort_keys=True) + "\n")
-        shutil.rmtree(final, ignore_errors=True)  # a stale copy from a run that was cut short
-        os.replace(tmp, final)
+        commit(tmp, final)  # fsynced, then renamed over a stale copy from a run that was cut short
         old = complete_checkpoints(root)
         for path in old[: max(0, len(old) - settings.keep_last)]:
             shutil.rmtree(path)
@@ -264,7 +265,23 @@ def set_aside_checkpoints(accelerator, settings: TrainSettings, reason: str) -> 
                       f"moved to {aside} (delete it if you do not need them).")
 
 
-def restore_checkpoint(accelerator, settings: TrainSettings, path: Path, data) -> dict:
+def restore_checkpoint(accelerator, settings: TrainSettings, path: Path, data) -> tuple[Path, dict]:
+    """Load checkpoint `path`, or (power loss, node crash) the newest older complete one that loads.
+
+    Returns the checkpoint loaded and its state."""
+    older = [p for p in complete_checkpoints(settings.checkpoint_dir) if p.name < path.name]
+    try:
+        return path, _load_checkpoint(accelerator, settings, path, data)
+    except Exception as error:
+        if not older:
+            raise RuntimeError(f"checkpoint {path} does not load ({error}) and there is no older one: "
+                               f"delete {settings.checkpoint_dir} to train from scratch") from error
+        accelerator.print(f"Checkpoint {path} does not load ({type(error).__name__}: {str(error)[:200]}); "
+                          f"falling back to the previous complete checkpoint {older[-1]}.")
+        return restore_checkpoint(accelerator, settings, older[-1], data)
+
+
+def _load_checkpoint(accelerator, settings: TrainSettings, path: Path, data) -> dict:
     accelerator.load_state(str(path))
     data.load_state_dict(torch.load(path / f"data_state_{accelerator.process_index}.pt", weights_only=False))
     if accelerator.is_main_process:
@@ -411,7 +428,7 @@ def train(settings: TrainSettings) -> None:
         set_aside_checkpoints(accelerator, settings, conflicts)
         checkpoint = None
     if checkpoint is not None:
-        state = restore_checkpoint(accelerator, settings, checkpoint, data)
+        checkpoint, state = restore_checkpoint(accelerator, settings, checkpoint, data)
         step, tokens_seen = state["step"], state["tokens"]
         accelerator.print(f"Resuming from {checkpoint} (optimizer step {step}, {tokens_seen:,} tokens)")
     if accelerator.is_main_process and Path(settings.checkpoint_dir).exists():
@@ -490,12 +507,9 @@ def save_final_model(accelerator, model, tokenizer, folder: Path) -> None:
     """save_pretrained to a temporary folder, then rename: the output appears complete or not at all."""
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        tmp = folder.with_name(folder.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        accelerator.unwrap_model(model, keep_torch_compile=False).save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        shutil.rmtree(folder, ignore_errors=True)
-        os.replace(tmp, folder)
+        from codeparrot.atomic import save_pretrained
+
+        save_pretrained(folder, accelerator.unwrap_model(model, keep_torch_compile=False), tokenizer)
     accelerator.wait_for_everyone()
 
 

@@ -43,6 +43,8 @@ rule clean_partition:
         # Only the settings that change a statistic: a changed threshold reruns the bucket jobs alone.
         stat_settings=stat_settings(CLEAN_FILTERS),
         max_line_bytes=CLEAN["max_line_bytes"],
+        max_shard_bytes=CLEAN["max_shard_bytes"],
+        on_corrupt_shard=config["source"]["on_corrupt_shard"],
         batch_bytes=CLEAN["batch_bytes"],
         decontaminate=CLEAN["decontaminate"],
     log:

@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from codeparrot.atomic import atomic_output
 from codeparrot.clean.filters import STAT_COLUMNS, TokenCounter, char_token_ratios, removal_reason
 from codeparrot.clean.partition import PARTITION_SCHEMA, read_partition_bucket
 from codeparrot.clean.stats import counter_dict, write_stats
@@ -52,8 +53,8 @@ def write_rows(table: pa.Table, rows: np.ndarray, extra: dict[str, pa.Array], si
     """`table.take(rows)` plus the `extra` columns (aligned with `rows`) as parquet, a slice at a time."""
     # No dictionary or statistics for the content: they cost a pass over it and help no reader.
     small = [name for name in OUTPUT_COLUMNS if name != "content"]
-    with pq.ParquetWriter(path, output_schema(table, extra), compression="lz4", use_dictionary=small,
-                          write_statistics=small) as writer:
+    with atomic_output(path) as tmp, pq.ParquetWriter(tmp, output_schema(table, extra), compression="lz4",
+                                                      use_dictionary=small, write_statistics=small) as writer:
         for start, stop, part in take_in_slices(table, rows, sizes):
             for name, values in extra.items():
                 part = part.append_column(name, values[start:stop])
@@ -129,7 +130,8 @@ def clean_bucket(
 
     extra = {"char_token_ratio": pa.array(ratios, pa.float64()).filter(keep), "exact_copies": pa.array(copies[keep], pa.int64())}
     write_rows(table, representatives[keep], extra, sizes_in, out_path)
-    pq.write_table(pa.table(removed, schema=REMOVED_SCHEMA), removed_path)
+    with atomic_output(removed_path) as tmp:
+        pq.write_table(pa.table(removed, schema=REMOVED_SCHEMA), tmp)
 
     sizes = Counter(int(c) for c in copies if c > 1)
     stats = {

@@ -21,8 +21,11 @@ def clean_settings(**overrides) -> dict:
     return validate_config(overrides, SCHEMA)
 
 
-def clean_dataset(raw_paths: list[str], work_dir: str, dataset_dir: str, seed: int = 1, settings: dict | None = None) -> dict:
-    """Raw shards -> published dataset folder; returns the summary statistics (stats/clean.json)."""
+def clean_dataset(raw_paths: list[str], work_dir: str, dataset_dir: str, seed: int = 1, settings: dict | None = None,
+                  on_corrupt_shard: str = "fail") -> dict:
+    """Raw shards -> published dataset folder; returns the summary statistics (stats/clean.json).
+
+    `on_corrupt_shard`: source.on_corrupt_shard."""
     s = settings or clean_settings()
     work, n = Path(work_dir), s["num_buckets"]
     for sub in ("partition", "quarantine", "stats", "filtered", "removed", "signatures", "edges"):
@@ -34,7 +37,8 @@ def clean_dataset(raw_paths: list[str], work_dir: str, dataset_dir: str, seed: i
         partitions.append(str(work / "partition" / f"{name}.arrow"))
         partition_stats.append(str(work / "stats" / f"partition-{name}.json"))
         partition_shard(raw, partitions[-1], str(work / "quarantine" / f"{name}.jsonl.gz"), partition_stats[-1],
-                        n, stat_settings(filters), s["max_line_bytes"], s["batch_bytes"], s["decontaminate"])
+                        n, stat_settings(filters), s["max_line_bytes"], s["batch_bytes"], s["decontaminate"],
+                        s["max_shard_bytes"], on_corrupt_shard)
     filtered = [str(work / "filtered" / f"bucket-{b:05d}.parquet") for b in range(n)]
     bucket_stats = [str(work / "stats" / f"bucket-{b:05d}.json") for b in range(n)]
     for b in range(n):

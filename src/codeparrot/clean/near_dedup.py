@@ -15,6 +15,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from codeparrot.atomic import atomic_output
 from codeparrot.arrow import read_parquet
 from codeparrot.clean.stats import write_stats
 
@@ -173,7 +174,8 @@ def bucket_signatures(
     rows_taken = (all_ids & np.uint64(0xFFFFFFFF)).astype(np.int64)
     columns = {"id": all_ids, "repo_name": table["repo_name"].take(rows_taken), "path": table["path"].take(rows_taken)}
     columns.update({f"band_{j:03d}": all_bands[:, j] for j in range(bands)})
-    pq.write_table(pa.table(columns), out_path)
+    with atomic_output(out_path) as tmp:
+        pq.write_table(pa.table(columns), tmp)
     stats = {"bucket": bucket, "files": table.num_rows, "signed": len(all_ids), "skipped_short": skipped,
              "bands": bands, "rows": rows}
     write_stats(stats_path, stats)
@@ -203,7 +205,8 @@ def band_edges(signature_paths: list[str], bands: list[int], out_path: str) -> i
         targets.append(group_first[~new_group])
     edges = np.unique(np.stack([np.concatenate(sources or [np.zeros(0, np.uint64)]),
                                 np.concatenate(targets or [np.zeros(0, np.uint64)])], axis=1), axis=0)
-    pq.write_table(pa.table({"src": edges[:, 0], "dst": edges[:, 1]}), out_path)
+    with atomic_output(out_path) as tmp:
+        pq.write_table(pa.table({"src": edges[:, 0], "dst": edges[:, 1]}), tmp)
     return len(edges)
 
 
@@ -255,7 +258,8 @@ def cluster_duplicates(edge_paths: list[str], signature_paths: list[str], out_pa
                         ("path", pa.string()), ("keep", pa.bool_()), ("size", pa.int64())])
     table = pa.table(rows, schema=schema)
     table = table.take(pc.sort_indices(table, [("bucket", "ascending"), ("cluster", "ascending"), ("id", "ascending")]))
-    pq.write_table(table, out_path)
+    with atomic_output(out_path) as tmp:
+        pq.write_table(table, tmp)
     sizes = Counter(len(g) for g in groups.values())
     stats = {"clusters": len(groups), "files_in_clusters": len(members), "removed": len(members) - len(groups),
              "candidate_edges": int(len(edges)), "cluster_sizes": {str(k): v for k, v in sorted(sizes.items())}}

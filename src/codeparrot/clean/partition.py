@@ -14,6 +14,7 @@ from pathlib import Path
 import pyarrow as pa
 from tqdm import tqdm
 
+from codeparrot.atomic import atomic_output
 from codeparrot.clean.decontaminate import build_decontaminator
 from codeparrot.clean.filters import STAT_COLUMNS, file_stats
 from codeparrot.clean.records import BadLine, bucket_of, open_quarantine, read_shard, strip_whitespace
@@ -70,9 +71,13 @@ def partition_shard(
     max_line_bytes: int = 8 << 20,
     batch_bytes: int = 4 << 20,
     decontaminate: dict | None = None,
+    max_shard_bytes: int | None = None,
+    on_corrupt_shard: str = "fail",
 ) -> dict:
     """Hash, measure and bucket every record of `raw_path`; quarantine the lines that are not records.
 
+    Reading follows records.read_shard (the reader contract of every source); `size` is the
+    content's UTF-8 length, whatever the shard says.
     `stat_settings`: filters.stat_settings(...), the original's by default. The whitespace-free content that gives the hash is
     also searched for evaluation problems here (see decontaminate.py)."""
     decontaminator = (build_decontaminator(decontaminate["humaneval"], decontaminate["mbpp_path"], decontaminate["min_chars"])
@@ -80,14 +85,16 @@ def partition_shard(
     shard = shard_name(raw_path)
     rows: dict[int, dict[str, list]] = {}
     stats = {"shard": shard, "records_in": 0, "bytes_in": 0, "records_out": 0, "bytes_out": 0,
-             "quarantined": 0, "quarantined_by_reason": Counter()}
+             "quarantined": 0, "quarantined_by_reason": Counter(), "normalised": {}}
     batch = 0
-    with pa.OSFile(out_path, "wb") as sink, pa.ipc.new_file(sink, PARTITION_SCHEMA) as writer, \
-            open_quarantine(quarantine_path) as quarantine:
-        for item in tqdm(read_shard(raw_path, max_line_bytes), desc=f"partition {shard}", unit=" records", mininterval=5):
+    with atomic_output(out_path) as tmp_out, atomic_output(quarantine_path) as tmp_quarantine, \
+            pa.OSFile(str(tmp_out), "wb") as sink, pa.ipc.new_file(sink, PARTITION_SCHEMA) as writer, \
+            open_quarantine(tmp_quarantine) as quarantine:
+        items = read_shard(raw_path, max_line_bytes, max_shard_bytes, on_corrupt_shard, stats["normalised"])
+        for item in tqdm(items, desc=f"partition {shard}", unit=" records", mininterval=5):
             stats["records_in"] += 1
             if isinstance(item, BadLine):
-                stats["bytes_in"] += len(item.raw)
+                stats["bytes_in"] += len(item.raw) if item.length is None else item.length
                 stats["quarantined"] += 1
                 stats["quarantined_by_reason"][item.reason] += 1
                 quarantine.write(item.to_json(shard).encode("utf-8") + b"\n")
@@ -101,8 +108,9 @@ def partition_shard(
             stripped = strip_whitespace(content, encoded)
             digest = hashlib.md5(stripped).hexdigest()  # = records.content_hash(content)
             columns = rows.setdefault(bucket_of(digest, num_buckets), _empty_rows())
-            for name in ("repo_name", "path", "copies", "size", "license"):
+            for name in ("repo_name", "path", "copies", "license"):
                 columns[name].append(item[name])
+            columns["size"].append(size)
             columns["content"].append(encoded)
             columns["hash"].append(digest)
             for name, value in file_stats(content, stat_settings, stripped).items():
@@ -114,5 +122,6 @@ def partition_shard(
                 rows, batch = {}, 0
         _write_batch(writer, rows)
     stats["quarantined_by_reason"] = counter_dict(stats["quarantined_by_reason"])
+    stats["normalised"] = dict(sorted(stats["normalised"].items()))
     write_stats(stats_path, stats)
     return stats

@@ -11,7 +11,7 @@ import yaml
 from codeparrot.arrow import read_parquet
 from codeparrot.clean.filters import seeded_uniform
 from codeparrot.clean.stats import read_stats, sum_stats, write_stats
-from codeparrot.raw import atomic_write_text
+from codeparrot.atomic import atomic_output, atomic_write_text
 
 SPLITS = ("train", "validation")
 
@@ -66,9 +66,8 @@ def finalize_bucket(
     stats = {"bucket": bucket, "records_in": table.num_rows, "near_duplicates_removed": len(drops), "splits": {}}
     for split, mask in (("train", ~validation), ("validation", validation)):
         part = kept.filter(pa.array(mask))
-        Path(split_paths[split]).parent.mkdir(parents=True, exist_ok=True)
         # An empty split file gets no row group at all: `datasets` cannot read a row group of 0 rows.
-        with pq.ParquetWriter(split_paths[split], part.schema, compression="zstd") as writer:
+        with atomic_output(split_paths[split]) as tmp, pq.ParquetWriter(tmp, part.schema, compression="zstd") as writer:
             if part.num_rows:
                 writer.write_table(part)
         stats["splits"][split] = {"records": part.num_rows,
@@ -103,6 +102,7 @@ def write_dataset_card(
         "bytes_in": read["bytes_in"],
         "quarantined": read["quarantined"],
         "quarantined_by_reason": read["quarantined_by_reason"],
+        "normalised": read["normalised"],
         "removed_by_reason": dict(sorted(removed.items())),
         "kept": kept,
         "splits": final["splits"],

@@ -14,6 +14,7 @@ anonymously to that emulator (e.g. `local-bigquery`); STORAGE_EMULATOR_HOST does
 import os
 
 from codeparrot.raw import write_json
+from codeparrot.sources.cloud import CloudError, cloud_errors
 from codeparrot.sources.gcs import shard_blobs, storage_client
 
 EMULATOR_ENV = "BIGQUERY_EMULATOR_HOST"
@@ -57,7 +58,7 @@ def query_parameters(extension: str, min_size: int, max_size: int) -> list:
 def check_scan_budget(bytes_processed: int, maximum_bytes_billed: int) -> None:
     """Refuse a query that would scan more than the configured budget."""
     if bytes_processed > maximum_bytes_billed:
-        raise RuntimeError(
+        raise CloudError(
             f"The query would scan {bytes_processed:,} bytes, above source.bigquery.maximum_bytes_billed "
             f"= {maximum_bytes_billed:,}. Raise that key if you accept the cost (the CodeParrot query "
             "scans about 2.6 TB), or narrow the query."
@@ -99,12 +100,19 @@ def export_bigquery(
     max_size: int = 1048575,
 ) -> dict:
     """Query into `destination_table`, extract it to gs://bucket/prefix/file-*.json.gz; write a marker."""
-    from google.cloud import bigquery
-
     if not bucket:
         raise ValueError("source.gcs.bucket is not set: name a bucket you own to receive the export.")
     if destination_table.count(".") != 1:
         raise ValueError(f"source.bigquery.destination_table must be dataset.table, got {destination_table!r}")
+    with cloud_errors(f"BigQuery project {project or '(of the credentials)'}", "source.bigquery.project and source.gcs.bucket"):
+        return _export(marker_path, bucket, prefix, destination_table, project, location, maximum_bytes_billed,
+                       extension, min_size, max_size)
+
+
+def _export(marker_path, bucket, prefix, destination_table, project, location, maximum_bytes_billed,
+            extension, min_size, max_size) -> dict:
+    from google.cloud import bigquery
+
     client = bigquery_client(project, location)
     table_id = f"{client.project}.{destination_table}"
     parameters = query_parameters(extension, min_size, max_size)

@@ -1,8 +1,10 @@
 """The `gcs` source: download an export of raw shards (`<prefix>/file-*.json.gz`) from a bucket.
 
 Each shard is downloaded byte for byte (no transcoding) into a download cache next to the
-results, checked against the object's crc32c (or md5), counted, and only then renamed into
-place with a small `.verified.json` record; a rerun skips shards whose record still matches
+results, checked against the object's crc32c (or md5), and only then renamed into place with a
+small `.verified.json` record. The download stays a download: its lines are read and checked
+once, in the clean stage (codeparrot.clean.records), like every source's, so the manifest's
+record counts are null here; a rerun skips shards whose record still matches
 the object. The checkpoint's shard folder holds hard links to the cached shards, so Snakemake
 may delete and recreate it without downloading again.
 
@@ -16,6 +18,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
@@ -23,13 +26,16 @@ from pathlib import Path
 import google_crc32c
 from tqdm import tqdm
 
-from codeparrot.raw import read_raw_records, shard_entry, write_json, write_manifest
+from codeparrot.atomic import atomic_output, commit
+from codeparrot.logs import UserError
+from codeparrot.raw import shard_entry, write_json, write_manifest
+from codeparrot.sources.cloud import CloudError, cloud_errors
 
 SHARD_NAME = re.compile(r"file-\d+\.json\.gz")
 
 
-class ShardVerificationError(RuntimeError):
-    """A downloaded shard does not match its object's checksum, or is not a raw shard."""
+class ShardVerificationError(UserError):
+    """A downloaded shard does not match its object's checksum."""
 
 
 def storage_client(project: str | None = None):
@@ -57,7 +63,7 @@ def list_shards(client, bucket: str, prefix: str, retry_timeout: float = 600.0) 
     """shard_blobs, which must not be empty."""
     blobs = shard_blobs(client, bucket, prefix, retry_timeout)
     if not blobs:
-        raise FileNotFoundError(
+        raise CloudError(
             f"No shards at gs://{bucket}/{prefix.strip('/')}/file-*.json.gz: check source.gcs.bucket and "
             "source.gcs.prefix, or run the bigquery export first (source.kind: bigquery)."
         )
@@ -89,20 +95,6 @@ def verify_checksum(path: Path, blob) -> str:
     raise ShardVerificationError(f"gs://{blob.bucket.name}/{blob.name} declares neither crc32c nor md5; cannot verify it.")
 
 
-def count_shard(path: Path, name: str) -> tuple[int, int]:
-    """(records, content bytes) of a raw shard; a malformed one fails naming the shard (`name`)."""
-    records = content_bytes = 0
-    try:
-        for record in read_raw_records(path):
-            records += 1
-            content_bytes += record["size"]
-    except (OSError, EOFError, ValueError, KeyError, TypeError) as error:
-        raise ShardVerificationError(
-            f"{name}: not a raw shard of gzipped JSON lines with a `size` column ({error}); fix the export, then rerun."
-        ) from error
-    return records, content_bytes
-
-
 def _record_path(cached: Path) -> Path:
     return cached.with_name(cached.name + ".verified.json")
 
@@ -127,20 +119,27 @@ def fetch_shard(blob, cache_dir: Path, client=None, progress: tqdm | None = None
         if progress is not None:
             progress.update(blob.size)
         return entry
-    tmp = cached.with_name(cached.name + ".part")
+    # A download cut short (killed job, lost connection) resumes from its last byte; the name pins
+    # the object version, so a changed object starts afresh.
+    part = cached.with_name(f".{cached.name}.part-{blob.generation}")
+    for stale in cache_dir.glob(f".{cached.name}.part-*"):
+        if stale != part:
+            stale.unlink()
+    with open(part, "ab") as f:
+        have = f.tell()
+        if have < blob.size:
+            # raw_download: keep the stored gzip bytes even if the object says Content-Encoding: gzip.
+            blob.download_to_file(
+                f, client=client, start=have, raw_download=True, checksum=None,
+                if_generation_match=blob.generation, retry=retry_for(retry_timeout),
+            )
     try:
-        # raw_download: keep the stored gzip bytes even if the object says Content-Encoding: gzip.
-        blob.download_to_filename(
-            str(tmp), client=client, raw_download=True, checksum=None,
-            if_generation_match=blob.generation, retry=retry_for(retry_timeout),
-        )
-        crc32c = verify_checksum(tmp, blob)
-        records, content_bytes = count_shard(tmp, f"gs://{blob.bucket.name}/{blob.name}")
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+        crc32c = verify_checksum(part, blob)
+    except ShardVerificationError:
+        part.unlink()
         raise
-    os.replace(tmp, cached)
-    entry = shard_entry(cached, records, content_bytes)
+    commit(part, cached)
+    entry = shard_entry(cached, None, None)
     record = {"object": f"gs://{blob.bucket.name}/{blob.name}", "generation": blob.generation, "crc32c": crc32c, "entry": entry}
     write_json(_record_path(cached), record)
     if progress is not None:
@@ -153,9 +152,8 @@ def _link(src: Path, dst: Path) -> None:
     try:
         os.link(src, dst)
     except OSError:  # another file system: copy instead
-        tmp = dst.with_name(dst.name + ".tmp")
-        tmp.write_bytes(src.read_bytes())
-        os.replace(tmp, dst)
+        with atomic_output(dst) as tmp:
+            shutil.copyfile(src, tmp)
 
 
 def download_gcs(
@@ -177,7 +175,9 @@ def download_gcs(
     cache, out = Path(cache_dir), Path(shards_dir)
     cache.mkdir(parents=True, exist_ok=True)
     out.mkdir(parents=True, exist_ok=True)
-    blobs = list_shards(storage_client(project), bucket, prefix, retry_timeout)
+    resource = f"gs://{bucket}/{prefix.strip('/')}"
+    with cloud_errors(resource, "source.gcs.bucket and source.gcs.prefix"):
+        blobs = list_shards(storage_client(project), bucket, prefix, retry_timeout)
 
     local = threading.local()
 
@@ -188,7 +188,8 @@ def download_gcs(
         return fetch_shard(blob, cache, local.client, progress, retry_timeout)
 
     entries, errors = {}, []
-    with tqdm(total=sum(b.size for b in blobs), unit="B", unit_scale=True, desc=f"gs://{bucket}/{prefix}") as progress:
+    with cloud_errors(resource, "source.gcs.bucket and source.gcs.prefix"), \
+            tqdm(total=sum(b.size for b in blobs), unit="B", unit_scale=True, desc=resource) as progress:
         with ThreadPoolExecutor(max_workers=workers) as pool:
             futures = {pool.submit(fetch, blob): blob for blob in blobs}
             for future in as_completed(futures):

@@ -2,8 +2,11 @@
 
 Read with `datasets` in streaming mode (nothing is cached in full) from the Hugging Face Hub or
 from a local folder in Hub layout, and written as the same raw shards as every other source.
-Only `content` is required; missing columns are filled (`size` is always the UTF-8 byte length
-of `content`, as in the BigQuery table). A private dataset needs HF_TOKEN (or `hf auth login`).
+Only `content` is required; missing columns are filled: `repo_name` with the dataset's id (a
+local folder's name), `path` with `file-<row index>.<extension>`, `copies` with 1, `license` with
+null; `size` is always the UTF-8 byte length of `content`, as in the BigQuery table. Values of
+other types are written as they are: the clean stage normalises or quarantines them
+(codeparrot.clean.records), as for every source. A private dataset needs HF_TOKEN (or `hf auth login`).
 """
 
 import os
@@ -12,10 +15,15 @@ from collections.abc import Iterable
 
 from tqdm import tqdm
 
-from codeparrot.raw import RawShardWriter, normalise_record, size_out_of_bounds, write_manifest
+from codeparrot.raw import RawShardWriter, size_out_of_bounds, write_manifest
 
 
-def hub_records(examples: Iterable[dict], extension: str, min_size: int, max_size: int, skipped: Counter):
+def dataset_name(path: str) -> str:
+    """The `repo_name` of rows without one: the Hub id, or a local folder's name."""
+    return os.path.basename(path.rstrip("/")) if os.path.isdir(path) else path
+
+
+def hub_records(examples: Iterable[dict], extension: str, min_size: int, max_size: int, skipped: Counter, dataset: str):
     """Yield raw records from dataset rows; rows without text, of another extension or out of bounds are counted."""
     for index, row in enumerate(examples):
         content = row.get("content")
@@ -23,16 +31,16 @@ def hub_records(examples: Iterable[dict], extension: str, min_size: int, max_siz
             skipped["no_content"] += 1
             continue
         path = row.get("path") or f"file-{index:09d}{extension}"
-        if not path.endswith(extension):
+        if isinstance(path, str) and not path.endswith(extension):
             skipped["other_extension"] += 1
             continue
         size = len(content.encode("utf-8"))
         if reason := size_out_of_bounds(size, min_size, max_size):
             skipped[reason] += 1
             continue
-        copies = normalise_record({"copies": row.get("copies")})["copies"]
+        copies = row.get("copies")
         yield {
-            "repo_name": row.get("repo_name"), "path": path, "copies": 1 if copies is None else copies,
+            "repo_name": row.get("repo_name") or dataset, "path": path, "copies": 1 if copies is None else copies,
             "size": size, "content": content, "license": row.get("license"),
         }
 
@@ -58,7 +66,7 @@ def collect_hub(
         raise ValueError(f"{path} has no `content` column (columns: {', '.join(stream.column_names)}); it is not a dataset of code files.")
     skipped = Counter()
     with RawShardWriter(shards_dir, shard_bytes) as writer:
-        records = hub_records(stream, extension, min_size, max_size, skipped)
+        records = hub_records(stream, extension, min_size, max_size, skipped, dataset_name(path))
         for kept, record in enumerate(tqdm(records, desc=f"collect {os.path.basename(path.rstrip('/'))}", unit=" files", mininterval=2)):
             if max_records is not None and kept >= max_records:
                 break
