@@ -23,6 +23,7 @@ import pytest
 
 from codeparrot.eval.humaneval import execute_samples, pass_at_k, read_problems, summarise, truncate_at_stop
 from codeparrot.eval.sandbox import Limits, Sandbox, SandboxError, judge
+from conftest import run_snakemake
 
 LIMITS = Limits(timeout_s=1.0)
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -205,23 +206,26 @@ def write_samples(path: Path, samples: list[dict]) -> Path:
     return path
 
 
-def test_canonical_solutions_pass_and_wrong_completions_fail(problems, tmp_path):
+def test_rule_passes_every_canonical_solution_and_fails_every_empty_body(problems, tmp_path):
+    """All 164 canonical solutions and 164 `return None` bodies through humaneval_execute."""
     samples = [{"task_id": p["task_id"], "temperature": 0.2, "sample": 0, "completion": p["canonical_solution"]}
                for p in problems]
     samples += [{"task_id": p["task_id"], "temperature": 0.8, "sample": 0, "completion": "    return None\n"}
                 for p in problems]
-    summary = execute_samples(write_samples(tmp_path / "s.jsonl", samples), tmp_path / "r.jsonl",
-                              tmp_path / "pass.json", ks=[1, 10], workers=2)
+    (tmp_path / "results/eval").mkdir(parents=True)
+    write_samples(tmp_path / "results/eval/humaneval_samples.jsonl", samples)
+    run_snakemake(["--allowed-rules", "humaneval_execute", "-c2", "results/eval/humaneval_pass_at_k.json"],
+                  workdir=tmp_path)
+    summary = json.loads((tmp_path / "results/eval/humaneval_pass_at_k.json").read_text())
     assert summary["problems"] == 164
     assert summary["per_temperature"]["0.2"]["pass@1"] == 1.0
     assert summary["per_temperature"]["0.8"]["pass@1"] == 0.0
     assert "pass@10" not in summary["per_temperature"]["0.2"]  # only 1 sample per problem
     assert summary["best"] == {"pass@1": {"value": 1.0, "temperature": 0.2}}
     assert summary["isolation"] == "bubblewrap"
-    results = [json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines()]
+    results = [json.loads(line) for line in (tmp_path / "results/eval/humaneval_results.jsonl").read_text().splitlines()]
     assert [(r["task_id"], r["temperature"]) for r in results] == [(s["task_id"], s["temperature"]) for s in samples]
     assert {r["result"] for r in results[164:]} == {"failed: AssertionError", "failed: TypeError"}
-    assert json.loads((tmp_path / "pass.json").read_text()) == summary
 
 
 @pytest.mark.parametrize("name", sorted(ATTACKS))
