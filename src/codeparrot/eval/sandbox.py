@@ -75,8 +75,9 @@ class Limits:
     max_open_files: int = 64
 
     def rlimits(self) -> str:
-        """NAME=value,... set by the child on itself before it reads the program (inside the user
-        namespace, so RLIMIT_NPROC counts the sandbox's processes only, root or not)."""
+        """NAME=value,... set by the child on itself before it reads the program. RLIMIT_NPROC
+        counts the threads of the sandbox's own user namespace (the kernel exempts a job run as
+        root; new processes are refused by seccomp for everyone, see no_new_processes_filter)."""
         memory = self.memory_mb << 20
         limits = {"RLIMIT_AS": memory, "RLIMIT_DATA": memory, "RLIMIT_NPROC": self.max_processes,
                   "RLIMIT_FSIZE": self.max_file_mb << 20, "RLIMIT_NOFILE": self.max_open_files,
@@ -140,9 +141,8 @@ def _system_mounts() -> list[str]:
 
 def bwrap_command(bwrap: str, python: str, limits: Limits) -> list[str]:
     """The bwrap invocation that runs the child; everything not listed here is absent inside."""
-    prefixes = {os.path.realpath(p) for p in (sys.base_prefix, sys.base_exec_prefix, Path(python).parents[1])}
-    prefix_binds = [arg for p in sorted(prefixes) if not p.startswith("/usr/") and p != "/usr"
-                    for arg in ("--ro-bind", p, p)]
+    prefix = str(Path(python).parents[1])  # <prefix>/bin/python3.x: the standard library is under it
+    prefix_binds = [] if prefix == "/usr" or prefix.startswith("/usr/") else ["--ro-bind", prefix, prefix]
     return [bwrap, "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent",
             "--new-session", "--cap-drop", "ALL", "--uid", SANDBOX_ID, "--gid", SANDBOX_ID,
             "--hostname", "sandbox", "--clearenv", "--setenv", "HOME", "/tmp", "--setenv", "LANG", "C.UTF-8",
@@ -185,14 +185,15 @@ class Sandbox:
 
     def self_test(self) -> None:
         """Run a trusted probe in the sandbox and check what it sees; SandboxError otherwise."""
-        probe = ("import os, socket\ndef probe():\n    return [os.getuid(), sorted(os.listdir('/')),"
-                 " [name for _, name in socket.if_nameindex()]]\n")
+        hidden = [str(CHILD.resolve().parent), os.path.abspath("results"), os.path.expanduser("~/.ssh")]
+        probe = ("import os, socket\ndef probe(hidden):\n    return [os.getuid(), sorted(os.listdir('/')),"
+                 " [name for _, name in socket.if_nameindex()], [p for p in hidden if os.path.exists(p)]]\n")
         with self.start(probe, "probe") as function:
-            uid, top, interfaces = function()
-        expected_top = {"dev", "proc", "sandbox", "tmp", "usr"}
-        if uid != int(SANDBOX_ID) or not expected_top <= set(top) or set(interfaces) - {"lo"}:
+            uid, top, interfaces, visible = function(hidden)
+        if uid != int(SANDBOX_ID) or not {"proc", "sandbox", "tmp", "usr"} <= set(top) or set(interfaces) - {"lo"} \
+                or visible:
             raise SandboxError(f"the sandbox does not look isolated (uid {uid}, / holds {top}, network "
-                               f"interfaces {interfaces}): refusing to run generated code.")
+                               f"interfaces {interfaces}, visible {visible}): refusing to run generated code.")
 
     def describe(self) -> str:
         if self.isolation == "none":
