@@ -269,6 +269,14 @@ def test_result_strings(body, expected, problems, sandbox):
     assert judge(problems[0], completion, sandbox) == expected
 
 
+def test_a_returned_value_cannot_stall_the_judge(sandbox):
+    stalling = {"prompt": "def f():\n    pass\n", "entry_point": "f",
+                "test": "def check(candidate):\n    n = candidate()\n    while n:\n        n += 0\n"}
+    start = time.monotonic()
+    assert judge(stalling, "    return 1\n", sandbox) == "timed out"
+    assert time.monotonic() - start < LIMITS.timeout_s + 1
+
+
 def test_a_completion_that_does_not_parse_is_a_failed_sample(problems, sandbox):
     assert judge(problems[0], "    return (\n", sandbox) == "failed: SyntaxError"
 

@@ -344,15 +344,15 @@ class Child:
 class SandboxedFunction:
     """Stands for the program's function in the judge: arguments go in, literals come back."""
 
-    def __init__(self, session: Child):
-        self.session = session
+    def __init__(self, child: Child):
+        self.child = child
 
     def __call__(self, *args, **kwargs):
         try:
             call = marshal.dumps((args, kwargs))
         except ValueError as e:
             raise SandboxError(f"a check passes an argument that is not a literal ({e})") from None
-        return interpret(self.session.request(call))
+        return interpret(self.child.request(call))
 
 
 def interpret(reply):
@@ -381,6 +381,15 @@ def named_exception(name: str) -> BaseException:
     return kind.__new__(kind)  # some builtin exceptions require constructor arguments
 
 
+def _stop_at(deadline: float):
+    def trace(frame, event, arg):
+        if time.monotonic() > deadline:
+            raise Verdict("timed out")
+        return trace
+
+    return trace
+
+
 @functools.lru_cache(maxsize=256)
 def _check_code(prompt: str, test: str):
     """The problem's prompt (its helpers; the function body is only the docstring) and test, compiled."""
@@ -395,7 +404,13 @@ def judge(problem: dict, completion: str, sandbox: Sandbox) -> str:
     try:
         with sandbox.start(problem["prompt"] + completion, problem["entry_point"]) as candidate:
             namespace[problem["entry_point"]] = candidate  # some checks call the function by name
-            namespace["check"](candidate)
+            # The check's own work on returned values shares the sample's time (a returned
+            # number may drive a loop); a C-level operation is out of a tracer's reach.
+            sys.settrace(_stop_at(candidate.child.deadline))
+            try:
+                namespace["check"](candidate)
+            finally:
+                sys.settrace(None)
     except Verdict as verdict:
         return verdict.result
     except SandboxError:
