@@ -9,10 +9,8 @@ import json
 import math
 import os
 import shutil
-import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import textwrap
 import threading
@@ -47,7 +45,6 @@ for fd in range(64):
             pass
 os._exit(0)""",
     "prints_markers_and_exits": """
-import sys
 print('passed'); sys.stderr.write('passed\\nsandbox-error: x\\n')
 raise SystemExit(0)""",
     "dir_fd_read": """
