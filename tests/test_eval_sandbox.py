@@ -290,6 +290,15 @@ def test_values_keep_their_types_across_the_boundary(sandbox):
         assert math.isnan(f())
 
 
+def test_threads_still_work_where_processes_are_refused(sandbox):
+    program = ("import os, threading\ndef f():\n    out = []\n"
+               "    threads = [threading.Thread(target=out.append, args=(i,)) for i in range(4)]\n"
+               "    [t.start() for t in threads]\n    [t.join() for t in threads]\n"
+               "    try:\n        os.fork()\n    except BlockingIOError:\n        return sorted(out)\n")
+    with sandbox.start(program, "f") as f:
+        assert f() == [0, 1, 2, 3]
+
+
 def test_random_inputs_of_the_check_come_from_the_judge(problems, sandbox):
     """HumanEval/53's check draws unseeded random inputs: they must be the judge's, not the program's."""
     add = problems[53]
