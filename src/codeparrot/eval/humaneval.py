@@ -1,4 +1,4 @@
-"""HumanEval: problems, stop strings, execution of the samples in the sandbox, unbiased pass@k.
+"""HumanEval: problems, stop strings, judging the samples (programs run in the sandbox), unbiased pass@k.
 
 Samples are JSONL lines `{"task_id", "temperature", "sample", "completion"}` (written by
 codeparrot.eval.generate), so execution can be rerun on its own.
@@ -14,11 +14,14 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from codeparrot.eval.sandbox import Limits, SlotPool, capabilities
+from codeparrot.eval.sandbox import Limits, Sandbox, judge
 from codeparrot.raw import atomic_write_text, read_jsonl, write_json
 
 # The original CodeParrot stop strings: a new top-level statement ends the function body.
 STOP_STRINGS = ("\nclass", "\ndef", "\n#", "\n@", "\nprint", "\nif")
+
+# Sandboxes kept started ahead per worker: their start-up overlaps the running samples (bench_eval.py).
+SPARES_PER_WORKER = 3
 
 # Published CodeParrot HumanEval results (best over T in {0.2, 0.6, 0.8}), REFERENCE §5.
 PUBLISHED = {
@@ -40,11 +43,6 @@ def truncate_at_stop(generated: str, stop_strings=STOP_STRINGS) -> str:
     function). Text without a stop string ran into the token limit and is kept whole."""
     cut = min((i for i in (generated.find(s) for s in stop_strings) if i >= 0), default=len(generated))
     return generated[:cut]
-
-
-def check_program(problem: dict, completion: str) -> str:
-    """The program the sandbox runs: prompt + completion + the problem's tests + the call of check."""
-    return f"{problem['prompt']}{completion}\n\n{problem['test']}\n\ncheck({problem['entry_point']})\n"
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -85,9 +83,10 @@ def summarise(results: list[dict], ks: list[int]) -> dict:
 
 
 def execute_samples(samples_path: str | Path, results_path: str | Path, summary_path: str | Path,
-                    ks: list[int], limits: Limits = Limits(), workers: int = 1) -> dict:
-    """Run every sample's program in the sandbox (in parallel over `workers` processes at a time),
-    write one result line per sample and the pass@k summary as JSON."""
+                    ks: list[int], limits: Limits = Limits(), workers: int = 1,
+                    isolation: str = "bubblewrap") -> dict:
+    """Judge every sample (codeparrot.eval.sandbox.judge: the program runs isolated, `workers` at a
+    time; the check runs here), write one result line per sample and the pass@k summary as JSON."""
     problems = {p["task_id"]: p for p in read_problems()}
     samples = read_jsonl(samples_path)
     unknown = sorted({s["task_id"] for s in samples} - problems.keys())
@@ -95,14 +94,12 @@ def execute_samples(samples_path: str | Path, results_path: str | Path, summary_
         raise ValueError(f"{samples_path} has samples for unknown tasks {unknown[:5]}: regenerate the samples")
     if not samples:
         raise ValueError(f"{samples_path} holds no samples: rerun humaneval_generate")
-    sandbox = capabilities()
-    print(f"sandbox: network namespace={sandbox['netns']}, own uid per slot={sandbox['drop_uid']}, "
-          f"timeout {limits.timeout_s}s, {limits.memory_mb} MiB, {workers} workers")
-    pool = SlotPool(workers)
-    programs = [check_program(problems[s["task_id"]], s["completion"]) for s in samples]
-    with ThreadPoolExecutor(max_workers=workers) as executor:
-        outcomes = list(tqdm(executor.map(lambda p: pool.run(p, limits), programs), total=len(programs),
-                             desc="execute", unit="program"))
+    # Fails closed before any program runs. Spare sandboxes start while samples run.
+    sandbox = Sandbox(isolation, limits, spares=SPARES_PER_WORKER * workers)
+    print(f"sandbox: {sandbox.describe()}; timeout {limits.timeout_s}s, {limits.memory_mb} MiB, {workers} workers")
+    with sandbox, ThreadPoolExecutor(max_workers=workers) as executor:
+        outcomes = list(tqdm(executor.map(lambda s: judge(problems[s["task_id"]], s["completion"], sandbox), samples),
+                             total=len(samples), desc="execute", unit="program"))
     results = [{"task_id": s["task_id"], "temperature": s["temperature"], "sample": s.get("sample"),
                 "passed": outcome == "passed", "result": outcome}
                for s, outcome in zip(samples, outcomes)]
@@ -112,8 +109,10 @@ def execute_samples(samples_path: str | Path, results_path: str | Path, summary_
         "problems": len({s["task_id"] for s in samples}), "samples": len(samples),
         **summarise(results, ks),
         "timed_out": sum(r["result"] == "timed out" for r in results),
+        "isolation": isolation, "sandbox": sandbox.describe(),
         "limits": {"timeout_s": limits.timeout_s, "memory_mb": limits.memory_mb,
-                   "max_processes": limits.max_processes, "max_file_mb": limits.max_file_mb},
+                   "max_processes": limits.max_processes, "max_file_mb": limits.max_file_mb,
+                   "max_write_mb": limits.max_write_mb},
         "published": PUBLISHED,
     }
     write_json(summary_path, summary)

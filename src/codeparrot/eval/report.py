@@ -112,6 +112,9 @@ def pass_at_k_page(summary: dict) -> str:
     note = (f"<p>{summary['problems']} problems, {summary['samples']:,} samples, {summary['timed_out']:,} timed out. "
             "pass@k (unbiased estimator) only where every problem has at least k samples; "
             f"this run's k: {', '.join(ks) or 'none'}.</p>")
+    if summary.get("isolation") == "none":
+        note += ("<p><strong>Generated programs ran WITHOUT isolation (eval.execute.isolation: none): "
+                 "they had the job's rights on this machine.</strong></p>")
     return page("HumanEval", table("pass@k next to the published CodeParrot results",
                                    ["model", "samples/problem", *published_ks], rows), note)
 
