@@ -1,0 +1,161 @@
+"""Pushes to the Hub and reads back, against the local Hub stand-in (tests/emulators/hub.py) with the
+real huggingface_hub and datasets clients pointed at it through HF_ENDPOINT.
+
+The clients read HF_ENDPOINT when first imported, so everything that talks to the stand-in runs in
+a fresh process (a Snakemake job, or `python -c`).
+"""
+
+import hashlib
+import json
+import os
+import random
+import subprocess
+import sys
+import textwrap
+import urllib.request
+
+import pytest
+
+from conftest import ROOT
+from emulators.services import HUB_TOKENS, hub_repo_files, hub_stand_in
+
+WRITE, READ_ONLY, BOB = "hf_standin_alice_write", "hf_standin_alice_read", "hf_standin_bob_write"
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    with hub_stand_in(tmp_path_factory.mktemp("hub")) as (url, root):
+        yield url, root
+
+
+def hub_env(url: str, home, token: str | None = WRITE) -> dict:
+    """The environment of a process that talks to the stand-in (its own HF_HOME: no stored login)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+    env.update(HF_ENDPOINT=url, HF_HUB_DISABLE_XET="1", HF_HOME=str(home), HF_HUB_DISABLE_TELEMETRY="1",
+               HF_HUB_DISABLE_PROGRESS_BARS="1",
+               PYTHONPATH=f"{ROOT / 'src'}{os.pathsep}{env.get('PYTHONPATH', '')}")
+    if token:
+        env["HF_TOKEN"] = token
+    return env
+
+
+def python(code: str, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
+def push(folder, repo_id, receipt, env, revision=None, attempts=1) -> subprocess.CompletedProcess:
+    return python(f"""
+        from codeparrot.hub import push_folder
+        push_folder({str(folder)!r}, {repo_id!r}, "model", {str(receipt)!r}, revision={revision!r},
+                    attempts={attempts}, backoff=0.1)
+    """, env)
+
+
+def stats(url: str) -> dict:
+    with urllib.request.urlopen(f"{url}/_stand_in/stats") as r:
+        return json.load(r)
+
+
+def set_faults(url: str, faults: dict) -> None:
+    request = urllib.request.Request(f"{url}/_stand_in/faults", data=json.dumps(faults).encode(), method="POST")
+    urllib.request.urlopen(request).close()
+
+
+def commits(root, repo_type: str, repo_id: str) -> int:
+    return len(json.loads((root / f"{repo_type}s" / repo_id / "repo.json").read_text())["commits"])
+
+
+def model_folder(path, seed: int):
+    """config.json, a binary weights file and an 11 MB file (over the Hub's 10 MB LFS threshold)."""
+    rng = random.Random(seed)
+    path.mkdir(parents=True)
+    (path / "config.json").write_text(json.dumps({"seed": seed}))
+    (path / "model.safetensors").write_bytes(rng.randbytes(200_000))
+    (path / "big.dat").write_bytes(rng.randbytes(11 << 20))
+    return path
+
+
+def last_line(proc: subprocess.CompletedProcess) -> str:
+    return proc.stderr.strip().splitlines()[-1]
+
+
+def assert_no_token(*texts: str) -> None:
+    for text in texts:
+        for token in HUB_TOKENS:
+            assert token not in text
+
+
+def test_push_folder_lfs_noop_rerun_and_receipt(hub, tmp_path):
+    url, root = hub
+    folder = model_folder(tmp_path / "model", seed=1)
+    env = hub_env(url, tmp_path / "home")
+    first = push(folder, "alice/lfs-model", tmp_path / "r1.json", env)
+    assert first.returncode == 0, first.stderr
+    receipt = json.loads((tmp_path / "r1.json").read_text())
+    stored = hub_repo_files(root, "model", "alice/lfs-model")
+    assert stored == {p.name: p.read_bytes() for p in folder.iterdir()}
+    repo = json.loads((root / "models/alice/lfs-model/repo.json").read_text())
+    assert receipt["commit"] == repo["refs"]["main"] and receipt["files"] == sorted(stored)
+    files = repo["commits"][receipt["commit"]]["files"]
+    assert files["big.dat"]["lfs"] and files["model.safetensors"]["lfs"] and not files["config.json"]["lfs"]
+    before, puts = commits(root, "model", "alice/lfs-model"), stats(url)["lfs_puts"]
+
+    again = push(folder, "alice/lfs-model", tmp_path / "r2.json", env)  # nothing changed: nothing is pushed
+    assert again.returncode == 0, again.stderr
+    assert json.loads((tmp_path / "r2.json").read_text())["commit"] == receipt["commit"]
+    assert commits(root, "model", "alice/lfs-model") == before and stats(url)["lfs_puts"] == puts
+    assert_no_token(first.stdout, first.stderr, again.stderr, (tmp_path / "r1.json").read_text(),
+                    (root.parent / "hub.log").read_text())
+
+
+def test_network_drop_fails_in_one_line_and_the_rerun_resends_only_the_rest(hub, tmp_path):
+    url, root = hub
+    folder = model_folder(tmp_path / "model", seed=2)
+    big = hashlib.sha256((folder / "big.dat").read_bytes()).hexdigest()
+    weights = hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
+    env = hub_env(url, tmp_path / "home")
+    set_faults(url, {"drop_lfs_uploads": {big: 100}})  # every try of big.dat loses the connection
+    try:
+        failed = push(folder, "alice/flaky", tmp_path / "r.json", env)
+    finally:
+        set_faults(url, {"drop_lfs_uploads": {}})
+    assert failed.returncode != 0 and not (tmp_path / "r.json").exists()
+    assert "HubPushError: Pushing to model alice/flaky failed after 1 attempts at big.dat: " in last_line(failed)
+    assert stats(url)["lfs_puts"].get(weights) == 1 and big not in stats(url)["lfs_puts"]
+
+    resumed = push(folder, "alice/flaky", tmp_path / "r.json", env)
+    assert resumed.returncode == 0, resumed.stderr
+    assert stats(url)["lfs_puts"][weights] == 1 and stats(url)["lfs_puts"][big] == 1  # what arrived is not re-sent
+    assert hub_repo_files(root, "model", "alice/flaky") == {p.name: p.read_bytes() for p in folder.iterdir()}
+
+
+@pytest.mark.parametrize("token, repo_id, message", [
+    (None, "alice/x", "needs a Hugging Face token with write access: set HF_TOKEN"),
+    ("hf_standin_not_a_token", "alice/x", "The Hugging Face token was refused (401)"),
+    (READ_ONLY, "alice/x", "The Hugging Face token of alice is read-only"),
+    (WRITE, "bob/x", "bob/x is in the namespace bob, which the token of alice cannot write to"),
+])
+def test_push_errors_are_clear_and_never_show_the_token(hub, tmp_path, token, repo_id, message):
+    url, root = hub
+    (tmp_path / "f").mkdir()
+    (tmp_path / "f" / "a.txt").write_text("a")
+    proc = push(tmp_path / "f", repo_id, tmp_path / "r.json", hub_env(url, tmp_path / "home", token))
+    assert proc.returncode != 0 and message in last_line(proc)
+    assert not (root / "models" / repo_id).exists()
+    assert_no_token(proc.stdout, proc.stderr)
+
+
+def test_stand_in_answers_like_the_hub(hub, tmp_path):
+    """401 without a token, 403 with a read-only one (raw client calls, no check of ours in between)."""
+    url, _ = hub
+    proc = python("""
+        from huggingface_hub import HfApi
+        from huggingface_hub.errors import HfHubHTTPError
+        for token in (False, "hf_standin_alice_read"):
+            try:
+                HfApi(token=token).create_repo("alice/raw")
+            except HfHubHTTPError as e:
+                print(e.response.status_code)
+    """, hub_env(url, tmp_path / "home", token=None))
+    assert proc.stdout.split() == ["401", "403"], proc.stderr
