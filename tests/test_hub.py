@@ -9,13 +9,18 @@ import hashlib
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import textwrap
 import urllib.request
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
+import yaml
 
+from codeparrot.raw import read_raw_records
 from conftest import ROOT
 from emulators.services import HUB_TOKENS, hub_repo_files, hub_stand_in
 
@@ -159,3 +164,88 @@ def test_stand_in_answers_like_the_hub(hub, tmp_path):
                 print(e.response.status_code)
     """, hub_env(url, tmp_path / "home", token=None))
     assert proc.stdout.split() == ["401", "403"], proc.stderr
+
+
+def test_bad_push_config_fails_before_any_job(snakemake, tmp_path):
+    overlay = tmp_path / "c.yaml"
+    overlay.write_text(yaml.safe_dump({"publish": {"repo_id": "codeparrot-clean"}, "train": {"run_name": "../main"}}))
+    proc = snakemake(["--configfile", str(ROOT / "config/config.yaml"), str(overlay), "-n"], workdir=tmp_path, check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "config key `publish.repo_id`" in out and "config key `train.run_name`" in out
+
+
+def read_rows(folder, split: str) -> list[dict]:
+    files = sorted((folder / "data").glob(f"{split}-*.parquet"))
+    return pa.concat_tables([pq.read_table(f) for f in files]).to_pylist()
+
+
+@pytest.mark.slow
+def test_push_rules_and_round_trip_through_the_hub_source(hub, snakemake, train_fixture, tmp_path):
+    """publish -> push_dataset -> `source.kind: hub` on the pushed repo -> clean stage; model pushes by rule."""
+    url, root = hub
+    env = hub_env(url, tmp_path / "home")
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir(), b.mkdir()
+    overlay = a / "push.yaml"
+    overlay.write_text(yaml.safe_dump({
+        "source": {"kind": "local", "local": {"roots": [], "max_files": 300}}, "clean": {"num_buckets": 2},
+        "publish": {"repo_id": "alice/codeparrot-clean"}, "model": {"repo_id": "parrots/codeparrot-init"},
+        "train": {"run_name": "tiny-run", "hub": {"repo_id": "alice/codeparrot-tiny"}}}))
+    config = ["--configfile", str(ROOT / "config/config.yaml"), str(overlay), "--cores", "2"]
+    snakemake([*config, "results/publish/dataset.json"], workdir=a, env=env)
+    published = a / "results/dataset"
+    receipt = json.loads((a / "results/publish/dataset.json").read_text())
+    stored = hub_repo_files(root, "dataset", "alice/codeparrot-clean")
+    assert stored == {str(p.relative_to(published)): p.read_bytes() for p in published.rglob("*") if p.is_file()}
+    card = yaml.safe_load(stored["README.md"].decode().split("---\n")[1])
+    assert card["license"] == "other" and card["configs"][0]["data_files"] == [
+        {"split": "train", "path": "data/train-*.parquet"}, {"split": "validation", "path": "data/validation-*.parquet"}]
+    examples = {s["name"]: s["num_examples"] for s in card["dataset_info"]["splits"]}
+    assert examples == {s: len(read_rows(published, s)) for s in ("train", "validation")}
+    assert "## Cleaning statistics" in stored["README.md"].decode()
+
+    # A forced rerun with nothing changed makes no commit; the receipt names the same commit.
+    commits_before = commits(root, "dataset", "alice/codeparrot-clean")
+    snakemake([*config, "results/publish/dataset.json", "--forcerun", "push_dataset"], workdir=a, env=env)
+    assert json.loads((a / "results/publish/dataset.json").read_text())["commit"] == receipt["commit"]
+    assert commits(root, "dataset", "alice/codeparrot-clean") == commits_before
+
+    # The initial model (main) and the trained model (branch tiny-run), by their rules.
+    shutil.copytree(train_fixture.model, a / "results/model/init")
+    shutil.copytree(train_fixture.model, a / "results/train/model")
+    snakemake([*config, "--allowed-rules", "push_model", "push_train_model", "--",
+               "results/model/init_pushed.json", "results/train/hub_push.json"], workdir=a, env=env)
+    model_files = {p.name: p.read_bytes() for p in train_fixture.model.iterdir() if p.is_file()}
+    assert hub_repo_files(root, "model", "parrots/codeparrot-init") == model_files
+    assert hub_repo_files(root, "model", "alice/codeparrot-tiny", "tiny-run") == model_files
+    trained = json.loads((a / "results/train/hub_push.json").read_text())
+    assert trained["revision"] == "tiny-run"
+    assert json.loads((root / "models/alice/codeparrot-tiny/repo.json").read_text())["refs"]["tiny-run"] == trained["commit"]
+
+    # datasets streams the pushed repo back through HF_ENDPOINT: the published rows, in order.
+    streamed = python("""
+        import json, sys
+        from datasets import load_dataset
+        for split in ("train", "validation"):
+            json.dump(list(load_dataset("alice/codeparrot-clean", split=split, streaming=True)), sys.stdout)
+            print()
+    """, env)
+    assert streamed.returncode == 0, streamed.stderr
+    train_rows, validation_rows = (json.loads(line) for line in streamed.stdout.splitlines())
+    assert train_rows == read_rows(published, "train") and validation_rows == read_rows(published, "validation")
+
+    # The hub source on the pushed repo, and the clean stage from there.
+    overlay_b = b / "hub.yaml"
+    overlay_b.write_text(yaml.safe_dump({"source": {"kind": "hub", "hub": {"path": "alice/codeparrot-clean"}},
+                                         "clean": {"num_buckets": 2}}))
+    snakemake(["--configfile", str(ROOT / "config/config.yaml"), str(overlay_b), "--cores", "2",
+               "results/dataset/README.md"], workdir=b, env=env)
+    raw = [r for shard in sorted((b / "results/raw/shards").glob("file-*")) for r in read_raw_records(shard)]
+    assert [(r["repo_name"], r["path"], r["content"]) for r in raw] == [
+        (r["repo_name"], r["path"], r["content"]) for r in read_rows(published, "train")]
+    again = read_rows(b / "results/dataset", "train") + read_rows(b / "results/dataset", "validation")
+    assert {r["content"] for r in again} == {r["content"] for r in raw}  # already clean: nothing more removed
+
+    logs = [p.read_text() for p in (a / "results/logs").glob("push_*.log")]
+    assert_no_token(*logs, json.dumps(receipt), (root.parent / "hub.log").read_text(),
+                    *(p.read_text() for p in (b / "results/logs").glob("*.log")))
