@@ -21,8 +21,12 @@ import pytest
 import yaml
 
 from codeparrot.raw import read_raw_records
+from codeparrot.train import latest_checkpoint
 from conftest import ROOT
 from emulators.services import HUB_TOKENS, hub_repo_files, hub_stand_in
+from test_train import metrics as train_metrics
+from test_train import settings as train_settings
+from test_train import train_command, write_settings
 
 WRITE, READ_ONLY, BOB = "hf_standin_alice_write", "hf_standin_alice_read", "hf_standin_bob_write"
 
@@ -249,3 +253,39 @@ def test_push_rules_and_round_trip_through_the_hub_source(hub, snakemake, train_
     logs = [p.read_text() for p in (a / "results/logs").glob("push_*.log")]
     assert_no_token(*logs, json.dumps(receipt), (root.parent / "hub.log").read_text(),
                     *(p.read_text() for p in (b / "results/logs").glob("*.log")))
+
+
+def test_checkpoints_pushed_during_training_and_a_pulled_one_resumes(hub, train_fixture, tmp_path):
+    url, root = hub
+    env = {**hub_env(url, tmp_path / "home"), "OMP_NUM_THREADS": "1"}
+    common = dict(max_steps=20, save_every=5, eval_every=10, run_name="ckpt-run")
+    first = train_settings(train_fixture, tmp_path / "first", checkpoint_repo_id="alice/ckpt-model", **common)
+    subprocess.run(train_command(write_settings(first)), env=env, check=True, capture_output=True, timeout=300)
+
+    repo = json.loads((root / "models/alice/ckpt-model/repo.json").read_text())
+    by_title, commit = {}, repo["commits"][repo["refs"]["ckpt-run"]]
+    while commit["parent"]:
+        by_title[commit["title"]], commit = commit["id"], repo["commits"][commit["parent"]]
+    assert sorted(by_title) == [f"Checkpoint at step {s}" for s in (10, 15, 20, 5)]  # one commit each, on the branch
+    assert "main" in repo["refs"] and repo["refs"]["main"] not in by_title.values()
+    last = latest_checkpoint(tmp_path / "first/checkpoints")
+    assert hub_repo_files(root, "model", "alice/ckpt-model", "ckpt-run") == {
+        f"last-checkpoint/{p.name}": p.read_bytes() for p in last.iterdir()}
+
+    # Another machine: pull the checkpoint of step 10 (its commit) and train on from it.
+    second = train_settings(train_fixture, tmp_path / "second", **common)
+    pulled = python(f"""
+        from codeparrot.hub import pull_checkpoint
+        print(pull_checkpoint("alice/ckpt-model", "ckpt-run", {second['checkpoint_dir']!r},
+                              revision={by_title['Checkpoint at step 10']!r}))
+    """, env)
+    assert pulled.returncode == 0, pulled.stderr
+    resumed = subprocess.run(train_command(write_settings(second)), env=env, capture_output=True, text=True,
+                             timeout=300, check=True)
+    assert f"Resuming from {pulled.stdout.strip()} (optimizer step 10" in resumed.stdout + resumed.stderr
+    expected, got = train_metrics(tmp_path / "first"), train_metrics(tmp_path / "second")
+    assert [r["step"] for r in got] == [r["step"] for r in expected]
+    for e, g in zip(expected, got):
+        for key in ("loss", "eval_loss"):
+            if key in e:
+                assert g[key] == pytest.approx(e[key], abs=1e-5), (e["step"], key)

@@ -10,6 +10,8 @@ Xet objects already on the Hub are skipped).
 import logging
 import os
 import re
+import shutil
+import threading
 import time
 from pathlib import Path
 
@@ -95,13 +97,15 @@ def permission_error(error: BaseException, repo_id: str) -> HubPushError | None:
     return None
 
 
-def push_folder(folder: str, repo_id: str, repo_type: str, receipt_path: str, revision: str | None = None,
-                commit_message: str | None = None, attempts: int = PUSH_ATTEMPTS,
-                backoff: float = PUSH_BACKOFF_SECONDS) -> dict:
-    """Create `repo_id` if needed, upload `folder` to it (on branch `revision`, created from main if
-    needed) and write the receipt (where it went and the commit id, JSON) to `receipt_path`."""
-    api = hub_api(repo_id)
-    check_write_access(api, repo_id)
+def push_folder(folder: str, repo_id: str, repo_type: str, receipt_path: str | None, revision: str | None = None,
+                commit_message: str | None = None, path_in_repo: str | None = None, api=None,
+                attempts: int = PUSH_ATTEMPTS, backoff: float = PUSH_BACKOFF_SECONDS) -> dict:
+    """Create `repo_id` if needed, upload `folder` to it (into `path_in_repo`, replacing what was
+    there, on branch `revision`, created from main if needed) and write the receipt (where it went
+    and the commit id, JSON) to `receipt_path` if given."""
+    if api is None:
+        api = hub_api(repo_id)
+        check_write_access(api, repo_id)
     name = os.path.basename(os.path.normpath(folder))
     message = commit_message or f"Upload {name} from the CodeParrot workflow"
     for attempt in range(1, attempts + 1):
@@ -110,7 +114,8 @@ def push_folder(folder: str, repo_id: str, repo_type: str, receipt_path: str, re
             if revision:
                 api.create_branch(repo_id, repo_type=repo_type, branch=revision, exist_ok=True)
             commit = api.upload_folder(folder_path=folder, repo_id=repo_id, repo_type=repo_type, revision=revision,
-                                       commit_message=message)
+                                       commit_message=message, path_in_repo=path_in_repo,
+                                       delete_patterns="*" if path_in_repo else None)
             break
         except Exception as error:
             if denied := permission_error(error, repo_id):
@@ -128,6 +133,80 @@ def push_folder(folder: str, repo_id: str, repo_type: str, receipt_path: str, re
     files = sorted(str(p.relative_to(folder)) for p in Path(folder).rglob("*") if p.is_file())
     receipt = {"repo_id": repo_id, "repo_type": repo_type, "revision": revision or "main", "commit": commit.oid,
                "commit_url": commit.commit_url, "files": files}
-    write_json(receipt_path, receipt, sort_keys=True)
+    if receipt_path:
+        write_json(receipt_path, receipt, sort_keys=True)
     log.info("pushed %s to %s (%s) at commit %s", folder, repo_id, revision or "main", commit.oid)
     return receipt
+
+
+CHECKPOINT_FOLDER = "last-checkpoint"  # where transformers' Trainer keeps the checkpoint it pushes
+
+
+class CheckpointPusher:
+    """Commits each checkpoint to `last-checkpoint/` on the run's branch, in a background thread
+    (the training loop does not wait for the upload); a push first waits for the previous one.
+
+    Disabled (every call a no-op) when `repo_id` is None, e.g. on the processes other than the
+    main one. Token and access are checked at once, so a bad token stops the run before it
+    trains; a push that fails during training is logged and the run goes on (its checkpoints
+    are on disk and the trained model is pushed by the rule push_train_model).
+    """
+
+    def __init__(self, repo_id: str | None, branch: str, staging_dir: str | Path):
+        self.repo_id, self.branch, self.staging = repo_id, branch, Path(staging_dir)
+        self.thread: threading.Thread | None = None
+        self.commits: list[str] = []
+        if repo_id:
+            self.api = hub_api(repo_id)
+            check_write_access(self.api, repo_id)
+
+    def push(self, checkpoint: Path, step: int) -> None:
+        if not self.repo_id:
+            return
+        self.wait()
+        # Hard links: the checkpoint may be pruned (train.keep_last) while its upload runs.
+        shutil.rmtree(self.staging, ignore_errors=True)
+        shutil.copytree(checkpoint, self.staging, copy_function=os.link)
+        self.thread = threading.Thread(target=self._push, args=(step,), name="checkpoint-push", daemon=True)
+        self.thread.start()
+
+    def _push(self, step: int) -> None:
+        try:
+            receipt = push_folder(str(self.staging), self.repo_id, "model", None, revision=self.branch, api=self.api,
+                                  commit_message=f"Checkpoint at step {step}", path_in_repo=CHECKPOINT_FOLDER)
+            self.commits.append(receipt["commit"])
+        except Exception as error:  # the run goes on: see the class docstring
+            log.warning("checkpoint of step %d was not pushed to %s: %s", step, self.repo_id, root_cause(error))
+
+    def wait(self) -> None:
+        if self.thread is not None:
+            self.thread.join()
+            self.thread = None
+
+    def close(self) -> None:
+        self.wait()
+        shutil.rmtree(self.staging, ignore_errors=True)
+
+
+def pull_checkpoint(repo_id: str, branch: str, checkpoint_dir: str | Path, revision: str | None = None) -> Path:
+    """Download the checkpoint pushed to `branch` (or to commit `revision` of it) into
+    `checkpoint_dir`, under the name a rerun of the training resumes from; return its path."""
+    import json
+
+    from huggingface_hub import snapshot_download
+
+    from codeparrot.train import STATE_FILE, checkpoint_name
+
+    token = os.environ.get("HF_TOKEN") or None
+    local = Path(checkpoint_dir) / ".pulled"
+    shutil.rmtree(local, ignore_errors=True)
+    snapshot_download(repo_id, revision=revision or branch, allow_patterns=f"{CHECKPOINT_FOLDER}/*",
+                      local_dir=local, token=token, endpoint=os.environ.get("HF_ENDPOINT") or None)
+    pulled = local / CHECKPOINT_FOLDER
+    if not (pulled / STATE_FILE).is_file():
+        raise HubPushError(f"{repo_id}@{revision or branch} has no complete checkpoint in {CHECKPOINT_FOLDER}/")
+    target = Path(checkpoint_dir) / checkpoint_name(json.loads((pulled / STATE_FILE).read_text())["step"])
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(pulled, target)
+    shutil.rmtree(local)
+    return target
