@@ -155,6 +155,17 @@ def test_push_errors_are_clear_and_never_show_the_token(hub, tmp_path, token, re
     assert_no_token(proc.stdout, proc.stderr)
 
 
+def test_an_endpoint_without_xet_is_named(hub, tmp_path):
+    """huggingface_hub with hf_xet installed uploads through Xet without asking; the stand-in refuses."""
+    url, _ = hub
+    env = hub_env(url, tmp_path / "home")
+    del env["HF_HUB_DISABLE_XET"]
+    (tmp_path / "f").mkdir()
+    (tmp_path / "f" / "w.safetensors").write_bytes(random.Random(3).randbytes(1000))
+    proc = push(tmp_path / "f", "alice/xet", tmp_path / "r.json", env)
+    assert "refuses Xet uploads to alice/xet (not Xet-enabled): set HF_HUB_DISABLE_XET=1" in last_line(proc)
+
+
 def test_stand_in_answers_like_the_hub(hub, tmp_path):
     """401 without a token, 403 with a read-only one (raw client calls, no check of ours in between)."""
     url, _ = hub

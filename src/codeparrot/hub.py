@@ -121,6 +121,9 @@ def push_folder(folder: str, repo_id: str, repo_type: str, receipt_path: str | N
             if denied := permission_error(error, repo_id):
                 raise denied from None
             where = failed_file(error) or f"{name}/"
+            if re.search(r"\(4\d\d [^)]*\).*/xet-write-token/", root_cause(error)):
+                raise HubPushError(f"{api.endpoint} refuses Xet uploads to {repo_id} (not Xet-enabled): set "
+                                   "HF_HUB_DISABLE_XET=1 to upload with basic LFS.") from None
             if not is_transient(error):
                 raise
             first_line = root_cause(error)
