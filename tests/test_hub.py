@@ -262,7 +262,7 @@ def test_push_rules_and_round_trip_through_the_hub_source(hub, snakemake, train_
     assert {r["content"] for r in again} == {r["content"] for r in raw}  # already clean: nothing more removed
 
     logs = [p.read_text() for p in (a / "results/logs").glob("push_*.log")]
-    assert_no_token(*logs, json.dumps(receipt), (root.parent / "hub.log").read_text(),
+    assert_no_token(*logs, json.dumps(receipt), stored["README.md"].decode(), (root.parent / "hub.log").read_text(),
                     *(p.read_text() for p in (b / "results/logs").glob("*.log")))
 
 
@@ -271,7 +271,8 @@ def test_checkpoints_pushed_during_training_and_a_pulled_one_resumes(hub, train_
     env = {**hub_env(url, tmp_path / "home"), "OMP_NUM_THREADS": "1"}
     common = dict(max_steps=20, save_every=5, eval_every=10, run_name="ckpt-run")
     first = train_settings(train_fixture, tmp_path / "first", checkpoint_repo_id="alice/ckpt-model", **common)
-    subprocess.run(train_command(write_settings(first)), env=env, check=True, capture_output=True, timeout=300)
+    trained = subprocess.run(train_command(write_settings(first)), env=env, check=True, capture_output=True,
+                             text=True, timeout=300)
 
     repo = json.loads((root / "models/alice/ckpt-model/repo.json").read_text())
     by_title, commit = {}, repo["commits"][repo["refs"]["ckpt-run"]]
@@ -294,6 +295,7 @@ def test_checkpoints_pushed_during_training_and_a_pulled_one_resumes(hub, train_
     resumed = subprocess.run(train_command(write_settings(second)), env=env, capture_output=True, text=True,
                              timeout=300, check=True)
     assert f"Resuming from {pulled.stdout.strip()} (optimizer step 10" in resumed.stdout + resumed.stderr
+    assert_no_token(trained.stdout, trained.stderr, resumed.stdout, resumed.stderr)
     expected, got = train_metrics(tmp_path / "first"), train_metrics(tmp_path / "second")
     assert [r["step"] for r in got] == [r["step"] for r in expected]
     for e, g in zip(expected, got):
