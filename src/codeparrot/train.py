@@ -46,7 +46,7 @@ METRICS_FILE = "metrics.jsonl"
 # inputs' contents are compared by fingerprint, so their folders may move).
 RESUMABLE_CHANGES = {"model_dir", "data_dir", "final_model_dir", "checkpoint_dir", "tensorboard_dir", "metrics_path", "max_minutes",
                      "save_every", "keep_last", "eval_every", "log_every", "peak_tflops", "wandb_project",
-                     "wandb_entity", "wandb_mode"}
+                     "wandb_entity", "wandb_mode", "checkpoint_repo_id"}
 
 
 @dataclasses.dataclass
@@ -90,6 +90,7 @@ class TrainSettings:
     wandb_project: str | None = None
     wandb_entity: str | None = None
     wandb_mode: str = "offline"
+    checkpoint_repo_id: str | None = None  # push every checkpoint to this Hub repo, branch run_name
 
 
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
@@ -391,6 +392,7 @@ def train(settings: TrainSettings) -> None:
     from tqdm.auto import tqdm
     from transformers import AutoTokenizer, get_scheduler
 
+    from codeparrot.hub import CheckpointPusher
     from codeparrot.train_data import open_source, validation_batches
 
     started = time.perf_counter()
@@ -447,6 +449,8 @@ def train(settings: TrainSettings) -> None:
     def state() -> dict:
         return {"step": step, "tokens": tokens_seen, "settings": dataclasses.asdict(settings), "inputs": inputs}
 
+    pusher = CheckpointPusher(settings.checkpoint_repo_id if accelerator.is_main_process else None,
+                              settings.run_name, Path(settings.checkpoint_dir) / ".push-staging")
     model.train()
     last_step = settings.max_steps  # earlier if train.max_minutes runs out
     progress = tqdm(total=settings.max_steps, initial=step, disable=not accelerator.is_main_process,
@@ -495,9 +499,10 @@ def train(settings: TrainSettings) -> None:
         if step % settings.eval_every == 0 or step == last_step:
             metrics.log(step, evaluate(accelerator, model, eval_batches))
         if step % settings.save_every == 0 or step == last_step:
-            save_checkpoint(accelerator, settings, step, data, state())
+            pusher.push(save_checkpoint(accelerator, settings, step, data, state()), step)
         window_start = time.perf_counter() if window_steps == 0 else window_start
     progress.close()
+    pusher.close()
     save_final_model(accelerator, model, tokenizer, Path(settings.final_model_dir))
     metrics.close()
     accelerator.end_training()

@@ -12,10 +12,12 @@ and local-bigquery's extract jobs) and BIGQUERY_EMULATOR_HOST (codeparrot.source
 """
 
 import contextlib
+import json
 import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -117,3 +119,33 @@ def local_bigquery(workdir: Path, storage_url: str):
     url = f"http://127.0.0.1:{port}"
     with running(args, f"{url}/bigquery/v2/projects/local/datasets", workdir / "local-bigquery.log", env=env):
         yield url
+
+
+# Tokens of the Hub stand-in: alice may write to alice/* and parrots/*, bob owns bob/*.
+HUB_TOKENS = {
+    "hf_standin_alice_write": {"user": "alice", "orgs": ["parrots"], "role": "write"},
+    "hf_standin_alice_read": {"user": "alice", "orgs": ["parrots"], "role": "read"},
+    "hf_standin_bob_write": {"user": "bob", "orgs": [], "role": "write"},
+}
+
+
+@contextlib.contextmanager
+def hub_stand_in(workdir: Path):
+    """Yield (url, storage root) of the local Hub stand-in (tests/emulators/hub.py)."""
+    port = free_port()
+    root = workdir / "hub"
+    root.mkdir(parents=True, exist_ok=True)
+    tokens = workdir / "hub-tokens.json"
+    tokens.write_text(json.dumps(HUB_TOKENS))
+    url = f"http://127.0.0.1:{port}"
+    args = [sys.executable, str(Path(__file__).with_name("hub.py")), str(root), str(port), str(tokens)]
+    with running(args, f"{url}/api/whoami-v2", workdir / "hub.log"):
+        yield url, root
+
+
+def hub_repo_files(root: Path, repo_type: str, repo_id: str, revision: str = "main") -> dict[str, bytes]:
+    """path -> bytes of a repository at `revision` as the stand-in stored it."""
+    repo_dir = root / f"{repo_type}s" / repo_id
+    repo = json.loads((repo_dir / "repo.json").read_text())
+    commit = repo["commits"][repo["refs"].get(revision, revision)]
+    return {path: (repo_dir / "objects" / f["sha256"]).read_bytes() for path, f in commit["files"].items()}

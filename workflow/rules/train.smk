@@ -24,6 +24,7 @@ TRAIN_SETTINGS = {
     "wandb_mode": TRAIN["wandb"]["mode"],
     "checkpoint_dir": "results/train/checkpoints",
     "tensorboard_dir": "results/train/tensorboard",
+    "checkpoint_repo_id": TRAIN["hub"]["repo_id"] if TRAIN["hub"]["push_checkpoints"] else None,
 }
 
 
