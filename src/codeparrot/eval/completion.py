@@ -5,8 +5,8 @@ line) pairs; the prompt is the file up to the end of the line before (left-trunc
 context), the model completes greedily up to the next newline, and the prediction is scored
 against the real line with whitespace stripped: exact match, and edit similarity (difflib's
 ratio, which is what CodeXGLUE's fuzzywuzzy `fuzz.ratio` computes without python-Levenshtein).
-HumanEval syntax: the greedy completion of every prompt (cut at the original stop strings)
-appended to its prompt parses as Python. Every model scored here sees the same prompts.
+HumanEval syntax: the greedy completion of every prompt (cut at the original stop strings) is
+not empty and, appended to its prompt, parses as Python. Every model scored here sees the same prompts.
 """
 
 from __future__ import annotations
@@ -89,7 +89,9 @@ def score_model(model_dir: str, lines: list[dict], problems: list[dict], setting
         "exact_match": sum(p == s["target"].strip() for p, s in zip(predictions, lines)) / n,
         "edit_similarity": sum(edit_similarity(p, s["target"].strip()) for p, s in zip(predictions, lines)) / n,
         "humaneval_problems": len(problems),
-        "humaneval_parse_rate": sum(parses(p["prompt"] + c) for p, c in zip(problems, completions)) / max(len(problems), 1),
+        # An empty completion leaves the prompt, which parses (a function of only a docstring): not counted.
+        "humaneval_parse_rate": sum(bool(c.strip()) and parses(p["prompt"] + c)
+                                    for p, c in zip(problems, completions)) / max(len(problems), 1),
         "seconds": round(time.perf_counter() - start, 1),
     }
     return scores, predictions, completions
