@@ -101,8 +101,8 @@ def completion_eval(models: dict[str, str], validation_files: list[str], output:
                     min_line_chars: int = 4, line_max_new_tokens: int = 32, humaneval_problems: int | None = None,
                     humaneval_max_new_tokens: int = 64, batch_size: int = 16, threads: int = 1, examples: int = 8) -> dict:
     """Score every model in `models` ({name: from_pretrained folder}) on the same prompts; write JSON."""
-    table = [read_parquet(f, columns=["hash", "content"]) for f in validation_files]
-    contents = {h: c for t in table for h, c in zip(t["hash"].to_pylist(), t["content"].to_pylist())}
+    tables = [read_parquet(f, columns=["hash", "content"]) for f in validation_files]
+    contents = {h: c for t in tables for h, c in zip(t["hash"].to_pylist(), t["content"].to_pylist())}
     lines = sample_lines(contents, n_lines, seed, min_line_chars)
     if not lines:
         raise ValueError(f"no line to complete in {validation_files}: the validation split is empty; "

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from codeparrot.clean.filters import FILTERS
-from codeparrot.clean.stats import HISTOGRAM_EDGES
+from codeparrot.clean.stats import HISTOGRAM_EDGES, sum_stats
 from codeparrot.eval.humaneval import PUBLISHED, read_problems
 from codeparrot.raw import atomic_write_text, read_jsonl
 
@@ -131,7 +131,7 @@ def plot_filter_histograms(histograms: dict, filters: dict, source: dict, path: 
         own = THRESHOLDS.get(name, (None,))[0]
         groups = {"kept": classes.get("kept", {}),
                   f"removed by {own}": classes.get(own, {}) if own else {},
-                  "removed by another step": _add_counts([c for r, c in classes.items() if r not in ("kept", own)])}
+                  "removed by another step": sum_stats([c for r, c in classes.items() if r not in ("kept", own)])}
         for (label, counts), color in zip(groups.items(), ("tab:green", "tab:red", "tab:gray")):
             heights = np.zeros(len(edges) - 1)
             for b, n in counts.items():
@@ -152,13 +152,6 @@ def plot_filter_histograms(histograms: dict, filters: dict, source: dict, path: 
         ax.legend(fontsize=7)
     fig.suptitle("Filter statistics: kept vs removed (after exact dedup)")
     _save(fig, path)
-
-
-def _add_counts(parts: list[dict]) -> dict:
-    total = Counter()
-    for part in parts:
-        total.update(part)
-    return dict(total)
 
 
 def filter_examples(examples: list[dict]) -> str:
