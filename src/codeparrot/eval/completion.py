@@ -1,12 +1,15 @@
-"""Code-completion metrics a small model moves: next-line completion and HumanEval syntax.
+"""Code-completion metrics a small model moves: next-line completion and HumanEval function bodies.
 
 Line completion, CodeXGLUE style: from held-out validation files a seeded sample of (file,
-line) pairs; the prompt is the file up to the end of the line before (left-truncated to the
-context), the model completes greedily up to the next newline, and the prediction is scored
-against the real line with whitespace stripped: exact match, and edit similarity (difflib's
-ratio, which is what CodeXGLUE's fuzzywuzzy `fuzz.ratio` computes without python-Levenshtein).
-HumanEval syntax: the greedy completion of every prompt (cut at the original stop strings) is
-not empty and, appended to its prompt, parses as Python. Every model scored here sees the same prompts.
+line) pairs; the prompt is the file up to the end of the line before, without its newline (so
+the model writes the newline and the indentation itself, as the BPE saw them in training),
+left-truncated to the context; greedy decoding, and the prediction is the first line the model
+starts. Scored against the real line with whitespace stripped: exact match, and edit similarity
+(difflib's ratio, which is what CodeXGLUE's fuzzywuzzy `fuzz.ratio` computes without
+python-Levenshtein). HumanEval: the greedy completion of every prompt (right-stripped, as the
+original CodeParrot evaluation does; cut at the original stop strings) makes a program that
+parses and gives the function a statement other than a bare constant (docstring, string, `...`). Every model scored
+here sees the same prompts.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ def sample_lines(contents: dict[str, str], n_lines: int, seed: int, min_line_cha
         if not candidates:
             continue
         line = candidates[int(seeded_uniform(seed, "completion/line", key) * len(candidates))]
-        picked.append({"hash": key, "line": line, "prompt": "\n".join(lines[:line]) + "\n", "target": lines[line]})
+        picked.append({"hash": key, "line": line, "prompt": "\n".join(lines[:line]), "target": lines[line]})
         if len(picked) == n_lines:
             break
     return picked
@@ -49,11 +52,29 @@ def edit_similarity(prediction: str, target: str) -> float:
 
 
 def parses(source: str) -> bool:
+    return _parse(source) is not None
+
+
+def _parse(source: str) -> ast.Module | None:
     try:
-        ast.parse(source)
+        return ast.parse(source)
     except (SyntaxError, ValueError):  # ValueError: source with a null byte
-        return False
-    return True
+        return None
+
+
+def has_body(source: str, function: str) -> bool:
+    """`source` parses and its function `function` has a statement other than a bare constant
+    (its docstring, another string, `...`)."""
+    tree = _parse(source)
+    for node in ast.walk(tree) if tree else ():
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == function:
+            return any(not (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant)) for s in node.body)
+    return False
+
+
+def next_line(generated: str) -> str:
+    """The first line the model starts after the prompt's last line (empty if it starts none)."""
+    return generated.split("\n")[1].strip() if "\n" in generated else ""
 
 
 def greedy(model, tokenizer, prompts: list[str], max_new_tokens: int, batch_size: int, stop_strings, desc: str) -> list[str]:
@@ -77,10 +98,11 @@ def score_model(model_dir: str, lines: list[dict], problems: list[dict], setting
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
     start = time.perf_counter()
+    # No stop string: a row would stop at the newline that ends the prompt's line.
     raw = greedy(model, tokenizer, [s["prompt"] for s in lines], settings["line_max_new_tokens"],
-                 settings["batch_size"], ("\n",), f"lines {Path(model_dir).name}")
-    predictions = [p.strip() for p in raw]
-    completions = greedy(model, tokenizer, [p["prompt"] for p in problems], settings["humaneval_max_new_tokens"],
+                 settings["batch_size"], (), f"lines {Path(model_dir).name}")
+    predictions = [next_line(text) for text in raw]
+    completions = greedy(model, tokenizer, [p["prompt"].rstrip() for p in problems], settings["humaneval_max_new_tokens"],
                          settings["batch_size"], STOP_STRINGS, f"humaneval {Path(model_dir).name}")
     n = max(len(lines), 1)
     scores = {
@@ -89,9 +111,8 @@ def score_model(model_dir: str, lines: list[dict], problems: list[dict], setting
         "exact_match": sum(p == s["target"].strip() for p, s in zip(predictions, lines)) / n,
         "edit_similarity": sum(edit_similarity(p, s["target"].strip()) for p, s in zip(predictions, lines)) / n,
         "humaneval_problems": len(problems),
-        # An empty completion leaves the prompt, which parses (a function of only a docstring): not counted.
-        "humaneval_parse_rate": sum(bool(c.strip()) and parses(p["prompt"] + c)
-                                    for p, c in zip(problems, completions)) / max(len(problems), 1),
+        "humaneval_body_rate": sum(has_body(p["prompt"].rstrip() + c, p["entry_point"])
+                                   for p, c in zip(problems, completions)) / max(len(problems), 1),
         "seconds": round(time.perf_counter() - start, 1),
     }
     return scores, predictions, completions
@@ -115,10 +136,10 @@ def completion_eval(models: dict[str, str], validation_files: list[str], output:
     for name, model_dir in models.items():
         result["models"][name], predictions[name], completions[name] = score_model(model_dir, lines, problems, settings)
         m = result["models"][name]
-        log.info("%s: exact match %.3f, edit similarity %.3f, HumanEval completions that parse %.3f (%s s)",
-                 name, m["exact_match"], m["edit_similarity"], m["humaneval_parse_rate"], m["seconds"])
+        log.info("%s: exact match %.3f, edit similarity %.3f, HumanEval completions that parse with a body %.3f (%s s)",
+                 name, m["exact_match"], m["edit_similarity"], m["humaneval_body_rate"], m["seconds"])
     for i, s in enumerate(lines[:examples]):
-        result["line_examples"].append({"context": "\n".join(s["prompt"].split("\n")[-6:-1]), "target": s["target"].strip(),
+        result["line_examples"].append({"context": "\n".join(s["prompt"].split("\n")[-5:]), "target": s["target"].strip(),
                                         **{name: predictions[name][i] for name in models}})
     for i, p in enumerate(problems[:2]):
         result["humaneval_examples"].append({"task_id": p["task_id"], **{name: completions[name][i] for name in models}})

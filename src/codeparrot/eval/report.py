@@ -512,13 +512,13 @@ def sample_pair(results: list[dict], samples: list[dict]) -> str:
 def completion_page(completion: dict) -> str:
     models = completion["models"]
     metrics = [("exact_match", "next-line exact match"), ("edit_similarity", "next-line edit similarity"),
-               ("humaneval_parse_rate", "HumanEval completions that parse (not empty)")]
+               ("humaneval_body_rate", "HumanEval completions that parse and fill the function body")]
     rows = [[label, *[pct(models[m][key]) for m in models]] for key, label in metrics]
     s = completion["settings"]
     note = (f"<p>{models[next(iter(models))]['lines']} lines of held-out validation files (one per file, drawn with seed "
             f"{s['seed']}), greedy decoding up to {s['line_max_new_tokens']} tokens, cut at the newline; "
             f"{models[next(iter(models))]['humaneval_problems']} HumanEval prompts completed greedily "
-            f"(≤ {s['humaneval_max_new_tokens']} tokens, original stop strings) and parsed with ast.</p>")
+            f"(≤ {s['humaneval_max_new_tokens']} tokens, original stop strings) and parsed with ast: counted when the function gets a statement besides its docstring.</p>")
     examples = [[Raw(pre(e["context"])), Raw(pre(e["target"])), *[Raw(pre(e[m], "add" if e[m] == e["target"] else ""))
                                                                   for m in models]]
                 for e in completion["line_examples"]]
@@ -530,7 +530,7 @@ def plot_completion(completion: dict, path: str | Path) -> None:
     plt = _pyplot()
     models = completion["models"]
     keys = [("exact_match", "next-line\nexact match"), ("edit_similarity", "next-line\nedit similarity"),
-            ("humaneval_parse_rate", "HumanEval completions\nthat parse (not empty)")]
+            ("humaneval_body_rate", "HumanEval completions\nthat parse with a body")]
     fig, ax = plt.subplots(figsize=(7, 3.5))
     width = 0.8 / max(len(models), 1)
     for i, name in enumerate(models):
