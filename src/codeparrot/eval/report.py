@@ -516,9 +516,11 @@ def completion_page(completion: dict) -> str:
     rows = [[label, *[pct(models[m][key]) for m in models]] for key, label in metrics]
     s = completion["settings"]
     note = (f"<p>{models[next(iter(models))]['lines']} lines of held-out validation files (one per file, drawn with seed "
-            f"{s['seed']}), greedy decoding up to {s['line_max_new_tokens']} tokens, cut at the newline; "
+            f"{s['seed']}), the file up to the line before as the prompt, greedy decoding of {s['line_max_new_tokens']} tokens, "
+            "the first line the model starts as its prediction; "
             f"{models[next(iter(models))]['humaneval_problems']} HumanEval prompts completed greedily "
-            f"(≤ {s['humaneval_max_new_tokens']} tokens, original stop strings) and parsed with ast: counted when the function gets a statement besides its docstring.</p>")
+            f"(≤ {s['humaneval_max_new_tokens']} tokens, original stop strings) and parsed with ast: "
+            "counted when the function gets a statement other than a bare constant (docstring, string, ...).</p>")
     examples = [[Raw(pre(e["context"])), Raw(pre(e["target"])), *[Raw(pre(e[m], "add" if e[m] == e["target"] else ""))
                                                                   for m in models]]
                 for e in completion["line_examples"]]
