@@ -239,8 +239,7 @@ def near_duplicate_pair(clusters_path: str | None, filtered: list[str]) -> str:
     names = "".join(f"<li>{'kept' if m['keep'] else 'removed'}: {html.escape(m['repo_name'])} / {html.escape(m['path'])}</li>"
                     for m in members[:10])
     return (f"<h3>Largest near-duplicate cluster ({len(members)} files)</h3><ul>{names}</ul>"
-            f"<p>Diff of the kept file against a removed one ({len(diff)} diff lines{', first 80' if len(diff) > 80 else ''}; "
-            "identical files differ in whitespace only):</p>"
+            f"<p>Diff of the kept file against a removed one ({len(diff)} diff lines{', first 80' if len(diff) > 80 else ''}):</p>"
             f"<pre>{shown}</pre>")
 
 
