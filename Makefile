@@ -30,7 +30,12 @@ test: venv test-deps
 BIGQUERY_VENV := .venv-bigquery
 PYTHON313 ?= $(shell for p in python3.13 $(HOME)/.pyenv/versions/3.13*/bin/python3.13; do $$p -c '' 2>/dev/null && { echo $$p; break; }; done)
 
-test-deps: $(BIGQUERY_VENV)/.installed slurm-cluster
+test-deps: $(BIGQUERY_VENV)/.installed slurm-cluster chromium
+
+# Headless Chromium renders the report in tests/test_workflow.py (Debian package, installed if missing; root).
+.PHONY: chromium
+chromium:
+	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; }
 
 # A one-node SLURM cluster with accounting and a fake GPU for tests/test_slurm.py (Debian packages,
 # installed if missing; root, no systemd). Does nothing when a cluster already answers.

@@ -1,103 +1,86 @@
-"""The report pages and `snakemake --report` from the JSON files the stages write."""
+"""Pieces of the report pages (codeparrot.eval.report); the whole report of a real run is rendered
+in headless Chromium by tests/test_workflow.py."""
 
+import gzip
+import html
 import json
 import re
-from pathlib import Path
 
+import numpy as np
 import pytest
 
-from codeparrot.eval.humaneval import summarise
-from codeparrot.eval.report import build_report
-from conftest import run_snakemake
-
-INPUTS = {
-    "clean_stats": "results/stats/clean/clean.json",
-    "near_dedup_stats": "results/stats/clean/near_dedup.json",
-    "tokenizer_report": "results/reports/tokenizer.json",
-    "model_report": "results/reports/model.json",
-    "metrics": "results/train/metrics.jsonl",
-    "validation": "results/eval/validation_loss.json",
-    "pass_at_k": "results/eval/humaneval_pass_at_k.json",
-}
-PAGES = ["dataset.html", "tokenizer.html", "training.html", "humaneval.html", "loss.svg", "throughput.svg"]
+from codeparrot.clean.stats import HISTOGRAM_EDGES, histogram, sum_stats
+from codeparrot.eval.report import (failure_reason, funnel, funnel_rows, plot_filter_histograms, plot_losses,
+                                    quarantine_examples, token_view, tokens_at)
 
 
-def write_stage_outputs(root: Path) -> None:
-    """What the clean, tokenizer, model, train and eval stages write, in their formats (small run)."""
-    def write(name, data):
-        path = root / INPUTS[name]
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(data, indent=2))
-
-    write("clean_stats", {"records_in": 1000, "bytes_in": 5_000_000, "quarantined": 3,
-                          "quarantined_by_reason": {"invalid_json": 3},
-                          "removed_by_reason": {"exact_duplicate": 500, "line_max": 40, "near_duplicate": 57},
-                          "kept": 400, "splits": {"train": {"records": 390, "bytes": 900_000},
-                                                  "validation": {"records": 10, "bytes": 20_000}}})
-    write("near_dedup_stats", {"clusters": 21, "removed": 57, "files": 457, "signed": 450, "skipped_short": 7})
-    write("tokenizer_report", {
-        "vocab_size": 2048, "code_tokenizer": {"documents": 10, "characters": 31000, "tokens": 10000,
-                                               "chars_per_token": 3.1},
-        "baseline_tokenizer": {"chars_per_token": 1.9, "training_documents": 12}, "efficiency_ratio": 3.1 / 1.9,
-        "keyword_coverage": {"keywords": 35, "single_token": 30, "single_token_after_space": 33, "split": [],
-                             "split_after_space": []},
-        "longest_tokens": ["        return"]})
-    write("model_report", {"preset": "tiny", "n_layer": 2, "n_embd": 64, "n_head": 4, "context_length": 128,
-                           "tokenizer_vocab_size": 2000, "model_vocab_size": 2048,
-                           "parameters": {"total": 250_123, "embedding": 139_264, "non_embedding": 110_859}})
-    rows = []
-    for step in range(1, 21):
-        rows.append({"step": step, "loss": 7 - step * 0.1, "lr": 1e-3, "grad_norm": 1.0, "tokens": step * 4096,
-                     "tokens_per_s": 5000.0 + step, "tflops": 0.01, "mfu": 0.02})
-        if step % 10 == 0:
-            rows.append({"step": step, "eval_loss": 6.9 - step * 0.08, "perplexity": 100.0})
-    (root / INPUTS["metrics"]).parent.mkdir(parents=True, exist_ok=True)
-    (root / INPUTS["metrics"]).write_text("".join(json.dumps(r) + "\n" for r in rows))
-    write("validation", {"loss": 5.0999, "perplexity": 164.0, "sequences": 64, "seq_length": 128})
-    results = [{"task_id": f"HumanEval/{t}", "temperature": temp, "passed": t == 0 and s == 0}
-               for t in range(164) for temp in (0.2, 0.8) for s in range(2)]
-    write("pass_at_k", {"problems": 164, "samples": len(results), "timed_out": 2, **summarise(results, [1, 10, 100])})
+@pytest.mark.parametrize("result, reason", [
+    ("passed", "passed"), ("timed out", "timeout"), ("failed: SyntaxError", "syntax error"),
+    ("failed: IndentationError", "syntax error"), ("failed: AssertionError", "assertion"),
+    ("failed: NameError", "NameError"), ("failed: RecursionError", "RecursionError"),
+    ("failed: exited early", "exited early"), ("failed: unsupported result", "unsupported result"),
+    (None, "unknown"),
+])
+def test_failure_reasons_are_classified_from_the_outcome_string(result, reason):
+    assert failure_reason(result) == reason
 
 
-def test_pages_show_the_stage_figures_and_are_reproducible(tmp_path):
-    write_stage_outputs(tmp_path)
-    inputs = {k: str(tmp_path / v) for k, v in INPUTS.items()}
-    out = {Path(p).stem: str(tmp_path / "a" / p) for p in PAGES}
-    build_report(**inputs, out=out)
-    again = {Path(p).stem: str(tmp_path / "b" / p) for p in PAGES}
-    build_report(**inputs, out=again)
-    for name in out:
-        assert Path(out[name]).read_bytes() == Path(again[name]).read_bytes(), name
-    text = {name: Path(path).read_text() for name, path in out.items()}
-    assert "1,000" in text["dataset"] and "near_duplicate" in text["dataset"] and "21" in text["dataset"]
-    assert "3.1" in text["tokenizer"] and "30/35" in text["tokenizer"]
-    assert "250,123" in text["training"] and "164" in text["training"] and "5.1" in text["training"]
-    assert "2.0 %" in text["training"] and "5,010" in text["training"]  # mean MFU and tokens/s
-    humaneval = text["humaneval"]
-    assert "3.80 %" in humaneval and "17.88 %" in humaneval  # published figures beside ours
-    assert "0.30 %" in humaneval  # 1 of 2 samples on 1 of 164 problems: pass@1 = 0.5/164
-    assert humaneval.count("—") >= 4  # pass@10 and pass@100 need more samples than 2
-    for name in ("loss", "throughput"):
-        assert text[name].lstrip().startswith("<?xml") and "<svg" in text[name]
-        assert not re.search(r"<dc:date>", text[name])
+def test_histograms_of_jobs_add_up_and_clamp():
+    edges = HISTOGRAM_EDGES["alpha_frac"]
+    a, b = histogram("alpha_frac", [0.0, 0.5, 0.51, 1.0, 2.0, None]), histogram("alpha_frac", [0.5])
+    total = sum_stats([{"h": a}, {"h": b}])["h"]
+    assert sum(total.values()) == 6 and total[str(len(edges) - 2)] == 2  # 1.0 and 2.0 in the last bin
+    assert total[str(int(np.searchsorted(edges, 0.5, side="right") - 1))] == 3
+    assert histogram("line_max", []) == {}
 
 
-def test_empty_metrics_is_a_clear_error(tmp_path):
-    write_stage_outputs(tmp_path)
-    (tmp_path / INPUTS["metrics"]).write_text("")
-    with pytest.raises(ValueError, match="rerun"):
-        build_report(**{k: str(tmp_path / v) for k, v in INPUTS.items()},
-                     out={Path(p).stem: str(tmp_path / p) for p in PAGES})
+def test_funnel_ends_at_what_was_kept():
+    read = {"records_in": 100, "bytes_in": 10_000, "records_out": 98, "bytes_out": 9_900, "quarantined": 2}
+    buckets = {"exact_dedup": {"removed": 30, "bytes_removed": 3_000},
+               "removed_by_reason": {"line_max": 5, "alpha_frac": 3, "decontaminated": 1},
+               "bytes_removed_by_reason": {"line_max": 900, "alpha_frac": 100, "decontaminated": 50}}
+    split = {"near_duplicates_removed": 9, "near_duplicates_bytes_removed": 850}
+    rows = funnel_rows(read, funnel(read, buckets, split))
+    assert [r[0] for r in rows] == ["read", "quarantined (bad input)", "exact duplicate", "line_max", "alpha_frac",
+                                    "decontaminated", "near duplicate"]
+    assert rows[-1][3:] == [50, 5_000] and rows[1][1:3] == [2, 100]
 
 
-def test_snakemake_report_contains_the_pages(tmp_path):
-    write_stage_outputs(tmp_path)
-    (tmp_path / "results/reports/tokenizer.md").write_text("# Tokenizer\n")  # marked for the report too
-    targets = [f"results/report/{p}" for p in PAGES]
-    run_snakemake(["--allowed-rules", "report_pages", "-c1", *targets], workdir=tmp_path)
-    run_snakemake(["--allowed-rules", "report_pages", "--report", "report.html", *targets], workdir=tmp_path)
-    report = (tmp_path / "report.html").read_text()
-    for page in PAGES:
-        assert page in report
-    assert "of the trained model per sampling temperature" in report  # caption of humaneval.html
-    assert "CodeParrot from scratch" in report  # workflow/report/workflow.rst
+def test_quarantine_examples_tolerate_any_record_shape(tmp_path):
+    path = tmp_path / "file-000000000000.jsonl.gz"
+    lines = [json.dumps({"shard": "file-0", "line": 7, "reason": "invalid_json", "detail": "Expecting value",
+                         "raw": "{not json <script>" + "x" * 1000}),
+             json.dumps({"reason": "missing_content"}), "not json at all", json.dumps([1, 2]), json.dumps({"other": 1})]
+    with gzip.open(path, "wt") as f:
+        f.write("\n".join(lines) + "\n")
+    text = quarantine_examples([str(path)])
+    assert "invalid_json" in text and "file-0:7" in text and "&lt;script&gt;" in text and "<script>" not in text
+    assert "missing_content" in text and "?" in text and "(1,018 characters)" in text
+    assert "No record was quarantined" in quarantine_examples([])
+
+
+def test_token_view_covers_the_text_once(train_fixture, tmp_path):
+    train_fixture.tokenizer.backend_tokenizer.save(str(tmp_path / "tokenizer.json"))
+    text = "def add(a, b):\n    return a + b  # <sum>\n"
+    view = token_view(str(tmp_path / "tokenizer.json"), text)
+    spans = view.split("<pre>", 1)[1]
+    assert view.count("class='tok'") > 5 and "<sum>" not in spans
+    assert html.unescape(re.sub(r"<[^>]+>", "", spans)) == text
+
+
+def test_plots_are_byte_identical_svgs_with_validation_points_and_resumptions(tmp_path):
+    metrics = [{"step": s, "loss": 7 - s / 10, "lr": 1e-3, "grad_norm": 1.0, "tokens": 512 * s, "tokens_per_s": 1e3,
+                "mfu": 0.01} for s in range(5, 41, 5)]
+    metrics += [{"step": 20, "eval_loss": 5.0}, {"step": 20, "resumed_at_tokens": 10_240}, {"step": 40, "eval_loss": 4.0}]
+    assert tokens_at(metrics)(20) == 10_240
+    plot_losses(metrics, tmp_path / "a.svg")
+    plot_losses(metrics, tmp_path / "b.svg")
+    svg = (tmp_path / "a.svg").read_text()
+    assert svg == (tmp_path / "b.svg").read_text() and "<dc:date>" not in svg
+    assert "validation loss" in svg and "resumed" in svg
+    filters = {"line_max": {"enabled": True, "max": 1000}, "alpha_frac": {"enabled": True, "min": 0.25}}
+    histograms = {"line_max": {"kept": histogram("line_max", [50, 80]), "line_max": histogram("line_max", [5000])},
+                  "alpha_frac": {"kept": histogram("alpha_frac", [0.6]), "alpha_frac": histogram("alpha_frac", [0.1])}}
+    plot_filter_histograms(histograms, filters, {"min_size": 1024, "max_size": 1048575}, tmp_path / "f.svg")
+    svg = (tmp_path / "f.svg").read_text()
+    assert "threshold (max 1000)" in svg and "threshold (min 0.25)" in svg and "removed by line_max" in svg

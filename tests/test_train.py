@@ -119,6 +119,8 @@ def test_sigkill_then_rerun_matches_an_uninterrupted_run(train_fixture, tmp_path
     assert f"Resuming from {killed / 'checkpoints' / resumed_from}" in rerun.stdout + rerun.stderr
 
     expected, got = metrics(reference), metrics(killed)
+    assert [r["step"] for r in got if "resumed_at_tokens" in r] == [int(resumed_from.split("-")[1])]  # marked once
+    got = [r for r in got if "resumed_at_tokens" not in r]
     assert [r["step"] for r in got] == [r["step"] for r in expected]  # no step lost or repeated
     for e, g in zip(expected, got):
         for key in ("loss", "eval_loss", "lr", "tokens"):

@@ -1,14 +1,21 @@
 """The whole DAG end to end on a shrunk embedded default, then rerun-after-config-change plans."""
 
+import html
 import json
 import re
+import zipfile
 
 import pytest
 import yaml
 
+from chromium import Chromium, chromium_path
 from conftest import ROOT, run_snakemake
 
 TINY = ROOT / "tests/config/tiny.yaml"
+# Clicks the innermost element showing exactly `text` (a menu entry of the report); false if none.
+CLICK_TEXT = ("(text => { const hits = [...document.querySelectorAll('nav *, #app *')]"
+              ".filter(e => e.textContent.trim() === text && e.children.length === 0); "
+              "if (!hits.length) return false; hits[0].click(); return true; })")
 
 DATA = {"clean_bucket", "near_dedup_signatures", "near_dedup_band", "near_dedup_clusters"}
 PUBLISH = {"clean_split", "dataset_card"}
@@ -16,7 +23,7 @@ TOKENIZER = {"train_tokenizer", "tokenizer_report"}
 TOKENS = {"pretokenize", "tokens_meta"}
 MODEL = {"init_model"}
 TRAIN = {"train"}
-EVAL = {"validation_loss", "humaneval_generate", "humaneval_execute"}
+EVAL = {"validation_loss", "humaneval_generate", "humaneval_execute", "completion_eval"}
 REPORT = {"report_pages", "all"}
 
 
@@ -54,10 +61,54 @@ def test_default_dag_runs_end_to_end(finished_run):
 
 
 @pytest.mark.slow
-def test_report_renders(finished_run):
-    run_snakemake(["--cores", "1", "--configfile", str(TINY), "--report", "report.html"], workdir=finished_run)
-    html = (finished_run / "report.html").read_text(errors="replace")
-    assert len(html) > 10_000
+@pytest.mark.parametrize("kind", ["html", "zip"])
+def test_report_renders_in_chromium_with_every_page_and_image(finished_run, kind):
+    """`snakemake --report` of the test run, opened in headless Chromium: every category and
+    subcategory shown, every item viewed (pages in their frame, SVGs as loaded images), no console
+    error, no uncaught exception, no failed load."""
+    assert chromium_path(), "chromium is missing: `make test-deps` installs it (apt-get install chromium)"
+    run_snakemake(["--cores", "1", "--configfile", str(TINY), "--report", f"report.{kind}"], workdir=finished_run)
+    if kind == "zip":
+        with zipfile.ZipFile(finished_run / "report.zip") as archive:
+            archive.extractall(finished_run / "report-zip")
+        report = finished_run / "report-zip/report/report.html"
+    else:
+        report = finished_run / "report.html"
+    with Chromium() as browser:
+        browser.open(report.as_uri(), "document.readyState === 'complete' && typeof app !== 'undefined'")
+        categories = browser.evaluate("categories")
+        results = browser.evaluate("results")
+        assert {"1. Data", "2. Tokenizer", "3. Training", "4. Evaluation"} <= set(categories)
+        assert {f"results/report/{p.name}" for p in (finished_run / "results/report").iterdir()} <= set(results)
+        seen = set()
+        for category, subcategories in categories.items():
+            for subcategory, paths in subcategories.items():
+                # Through the menu, as a reader would: the category, then (if it has several) the subcategory.
+                browser.open(report.as_uri(), "document.readyState === 'complete' && typeof app !== 'undefined'")
+                for entry in [category, subcategory] if len(subcategories) > 1 else [category]:
+                    browser.wait(f"{CLICK_TEXT}({json.dumps(entry)})")
+                browser.wait(f"document.querySelectorAll('table tr td:last-child a').length === {2 * len(paths)}")
+                for row in range(len(paths)):
+                    view = f"document.querySelectorAll('table tr td:last-child a')[{2 * row}]"
+                    href = browser.evaluate(f"{view}.getAttribute('href')")
+                    if href != "#":  # not viewable in the report (markdown, JSON): a download link
+                        seen |= {p for p in paths if results[p]["data_uri"] == href}
+                        continue
+                    shown = json.dumps(browser.evaluate("app.state.resultPath") or None)
+                    browser.evaluate(f"{view}.click()")
+                    browser.wait(f"(app.state.resultPath || null) !== {shown}")
+                    path = browser.evaluate("app.state.resultPath")
+                    uri = json.dumps(results[path]["data_uri"])
+                    if path.endswith(".svg"):
+                        browser.wait(f"[...document.images].some(i => i.getAttribute('src') === {uri} && i.complete "
+                                     "&& i.naturalWidth > 100)")
+                    elif path.endswith(".html"):
+                        browser.wait(f"[...document.querySelectorAll('iframe')].some(f => f.getAttribute('src') === {uri})")
+                        title = re.search(r"<title>(.*?)</title>", (finished_run / path).read_text()).group(1)
+                        browser.wait_for_frame_text(html.unescape(title))
+                    seen.add(path)
+        assert seen == {p for subcategories in categories.values() for paths in subcategories.values() for p in paths}
+        assert browser.errors() == []
 
 
 @pytest.mark.slow
@@ -72,8 +123,9 @@ def test_report_renders(finished_run):
         ({"eval": {"humaneval": {"top_p": 0.9}}}, {"humaneval_generate", "humaneval_execute"} | REPORT),
         ({"eval": {"execute": {"timeout_s": 5.0}}}, {"humaneval_execute"} | REPORT),
         ({"eval": {"validation": {"batch_size": 4}}}, {"validation_loss"} | REPORT),
+        ({"eval": {"completion": {"n_lines": 8}}}, {"completion_eval"} | REPORT),
     ],
-    ids=["split", "near_dedup", "tokenizer", "model", "train", "humaneval", "execute", "validation"],
+    ids=["split", "near_dedup", "tokenizer", "model", "train", "humaneval", "execute", "validation", "completion"],
 )
 def test_config_change_reruns_exactly_its_stage_and_downstream(finished_run, change, expected):
     assert planned_jobs(finished_run, change) == expected

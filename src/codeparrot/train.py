@@ -438,6 +438,8 @@ def train(settings: TrainSettings) -> None:
             shutil.rmtree(tmp, ignore_errors=True)
 
     metrics = MetricsLog(settings, step, accelerator.is_main_process)
+    if checkpoint is not None:  # marks the resumption in the report's training plots
+        metrics.log(step, {"resumed_at_tokens": tokens_seen})
     tokens_per_step = settings.batch_size * settings.seq_length * settings.gradient_accumulation_steps * world
     step_flops = flops_per_token(accelerator.unwrap_model(model).config, settings.seq_length, num_params) * tokens_per_step
     peak, peak_source = peak_flops(accelerator.device, settings.mixed_precision, settings.peak_tflops)

@@ -79,3 +79,26 @@ rule humaneval_execute:
         "../../envs/eval.yaml"
     script:
         "../scripts/humaneval_execute.py"
+
+
+rule completion_eval:
+    input:
+        init=INIT_MODEL_FILES,
+        trained="results/train/model",
+        validation=dataset_files("validation"),
+    output:
+        "results/eval/completion.json",
+    params:
+        init_dir=lambda wildcards, input: os.path.dirname(input.init[0]),
+        seed=config["seed"],
+        settings=EVAL["completion"],
+    log:
+        "results/logs/completion_eval.log",
+    threads: 2
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    conda:
+        "../../envs/eval.yaml"
+    script:
+        "../scripts/completion_eval.py"

@@ -37,7 +37,7 @@ rule tokenizer_report:
         validation=lambda w: dataset_files("validation"),
     output:
         json="results/reports/tokenizer.json",
-        md=report("results/reports/tokenizer.md", category="Tokenizer", caption="../report/tokenizer.rst"),
+        md=report("results/reports/tokenizer.md", category="2. Tokenizer", subcategory="Summary", caption="../report/tokenizer.rst"),
     params:
         n_files=TOKENIZER["report"]["n_files"],
         baseline_roots=TOKENIZER["report"]["baseline_roots"],

@@ -12,9 +12,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from codeparrot.atomic import atomic_output
+from codeparrot.clean.decontaminate import benchmark_text
+from codeparrot.clean.examples import EXAMPLES_PER_REASON, trigger_lines
 from codeparrot.clean.filters import STAT_COLUMNS, TokenCounter, char_token_ratios, removal_reason
 from codeparrot.clean.partition import PARTITION_SCHEMA, read_partition_bucket
-from codeparrot.clean.stats import counter_dict, write_stats
+from codeparrot.clean.stats import HISTOGRAM_EDGES, counter_dict, histogram, write_stats
 
 # Tie-breaks after the hash make the representative independent of input order.
 REPRESENTATIVE_ORDER = [("hash", "ascending"), ("repo_name", "ascending"), ("path", "ascending"),
@@ -134,6 +136,9 @@ def clean_bucket(
         pq.write_table(pa.table(removed, schema=REMOVED_SCHEMA), tmp)
 
     sizes = Counter(int(c) for c in copies if c > 1)
+    rep_sizes = sizes_in[representatives]
+    row_reasons = np.array(["kept"] * len(rows), dtype=object)
+    row_reasons[~keep] = removed["reason"]
     stats = {
         "bucket": bucket,
         "records_in": table.num_rows,
@@ -147,8 +152,37 @@ def clean_bucket(
         "removed_by_reason": counter_dict(reasons),
         "decontaminated_by_source": counter_dict(Counter(
             d.split(":")[0] for d, r in zip(removed["detail"], removed["reason"]) if r == "decontaminated")),
+        "bytes_removed_by_reason": {r: int(rep_sizes[row_reasons == r].sum()) for r in sorted(reasons)},
         "records_out": int(keep.sum()),
         "bytes_out": int(sizes_in[representatives[keep]].sum()),
+        "histograms": filter_histograms(rows, rep_sizes, row_reasons.tolist()),
+        "examples": removal_examples(table, representatives, rows, row_reasons.tolist(), filters),
     }
     write_stats(stats_path, stats)
     return stats
+
+
+def filter_histograms(rows: list[dict], sizes: np.ndarray, reasons: list[str]) -> dict:
+    """Per filter statistic: a histogram (HISTOGRAM_EDGES) of the kept files and of those removed, per reason."""
+    values = {name: [row[name] for row in rows] for name in HISTOGRAM_EDGES if name != "size"}
+    values["size"] = sizes.tolist()
+    return {name: {reason: histogram(name, [v for v, r in zip(column, reasons) if r == reason])
+                   for reason in sorted(set(reasons))}
+            for name, column in values.items()}
+
+
+def removal_examples(table: pa.Table, representatives: np.ndarray, rows: list[dict], reasons: list[str],
+                     filters: dict) -> list[dict]:
+    """The first EXAMPLES_PER_REASON removed files per reason (hash order) with the lines that removed them."""
+    examples, seen = [], Counter()
+    for i, (row, reason) in enumerate(zip(rows, reasons)):
+        if reason == "kept" or seen[reason] >= EXAMPLES_PER_REASON:
+            continue
+        seen[reason] += 1
+        content = table["content"][int(representatives[i])].as_py()
+        source = row["contamination"] if reason == "decontaminated" else None
+        benchmark = benchmark_text(source) if source else None
+        examples.append({"reason": reason, "repo_name": row["repo_name"], "path": row["path"], "hash": row["hash"],
+                         "license": row["license"], "lines": trigger_lines(reason, content, filters, benchmark),
+                         **({"benchmark": source, "benchmark_text": benchmark} if source else {})})
+    return examples

@@ -8,6 +8,7 @@ hits are confirmed with a substring search for the whole needle. Needles shorter
 code, so they are skipped and counted.
 """
 
+import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,3 +90,14 @@ def build_decontaminator(humaneval: bool = True, mbpp_path: str | None = None, m
             seen.add(stripped)
             needles.append(Needle(source, stripped))
     return Decontaminator(needles, skipped)
+
+
+def benchmark_text(source: str) -> str | None:
+    """The HumanEval text a needle source (`humaneval:HumanEval/3:prompt`) stands for; None for
+    other benchmarks (MBPP is a local file the workflow does not keep)."""
+    return _humaneval_by_source().get(source) if source.startswith("humaneval:") else None
+
+
+@functools.lru_cache(maxsize=1)
+def _humaneval_by_source() -> dict[str, str]:
+    return dict(humaneval_texts())

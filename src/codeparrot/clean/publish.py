@@ -1,5 +1,6 @@
 """Last steps: drop near duplicates, split train/validation, write the Hub dataset layout."""
 
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ import yaml
 
 from codeparrot.arrow import read_parquet
 from codeparrot.clean.filters import seeded_uniform
-from codeparrot.clean.stats import read_stats, sum_stats, write_stats
+from codeparrot.clean.stats import counter_dict, read_stats, sum_stats, write_stats
 from codeparrot.atomic import atomic_output, atomic_write_text
 
 SPLITS = ("train", "validation")
@@ -63,7 +64,11 @@ def finalize_bucket(
     kept = table.filter(pa.array(keep))
     keys = kept["repo_name" if split_by == "repository" else "hash"].to_pylist()
     validation = assign_split(keys, seed, validation_fraction)
-    stats = {"bucket": bucket, "records_in": table.num_rows, "near_duplicates_removed": len(drops), "splits": {}}
+    stats = {"bucket": bucket, "records_in": table.num_rows, "near_duplicates_removed": len(drops),
+             "near_duplicates_bytes_removed": pc.sum(pc.binary_length(table["content"]).filter(pa.array(~keep))).as_py() or 0,
+             "kept_by_license": counter_dict(Counter(l or "(unknown)" for l in kept["license"].to_pylist())),
+             "kept_by_extension": counter_dict(Counter(Path(p).suffix or "(none)" for p in kept["path"].to_pylist())),
+             "splits": {}}
     for split, mask in (("train", ~validation), ("validation", validation)):
         part = kept.filter(pa.array(mask))
         # An empty split file gets no row group at all: `datasets` cannot read a row group of 0 rows.

@@ -15,7 +15,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from codeparrot.eval.sandbox import Limits, Sandbox, judge
-from codeparrot.raw import atomic_write_text, read_jsonl, write_json
+from codeparrot.atomic import atomic_write_text
+from codeparrot.raw import read_jsonl, write_json
 
 # The original CodeParrot stop strings: a new top-level statement ends the function body.
 STOP_STRINGS = ("\nclass", "\ndef", "\n#", "\n@", "\nprint", "\nif")
