@@ -348,7 +348,7 @@ def load_model(settings: TrainSettings):
         raise ValueError(f"train.seq_length={settings.seq_length} exceeds the model's context "
                          f"(n_positions={model.config.n_positions}): lower train.seq_length")
     if settings.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+        model.activation_checkpointing_enable()
     model.config.use_cache = False  # no generation while training; saves memory
     return ChunkedLossLM(model, settings.loss_chunk_tokens) if settings.chunked_loss else model
 
@@ -408,7 +408,7 @@ def with_probed_micro_batch(settings: TrainSettings, model, state) -> TrainSetti
 
 def train(settings: TrainSettings) -> None:
     from accelerate import Accelerator, PartialState
-    from accelerate.utils import set_seed
+    from accelerate.utils import DistributedType, set_seed
     from tqdm.auto import tqdm
     from transformers import AutoTokenizer, get_scheduler
 
@@ -444,6 +444,9 @@ def train(settings: TrainSettings) -> None:
         compile_in_place(model, per_block=settings.fsdp)
     model, optimizer = accelerator.prepare(model, optimizer)
     accelerator.register_for_checkpointing(scheduler)
+    if settings.fsdp and accelerator.distributed_type != DistributedType.FSDP:
+        accelerator.print(f"train.fsdp has no effect on {world} {accelerator.device.type} process(es): Accelerate "
+                          "shards over several GPU processes only (memory here: train.gradient_checkpointing)")
 
     def source(split: str, shuffle: bool):
         return open_source(settings.data, settings.data_dir, split, settings.seq_length, settings.seed,
