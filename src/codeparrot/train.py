@@ -478,7 +478,8 @@ def train(settings: TrainSettings) -> None:
     step_flops = flops_per_token(model_config, settings.seq_length, num_params) * tokens_per_step
     peak, peak_source = peak_flops(accelerator.device, settings.mixed_precision, settings.peak_tflops)
     accelerator.print(f"{num_params:,} parameters; {tokens_per_step:,} tokens per optimizer step on {world} "
-                      f"process(es); peak {peak / 1e12:.2f} TFLOP/s per device ({peak_source})")
+                      f"process(es) ({settings.batch_size} sequences × {settings.gradient_accumulation_steps} "
+                      f"micro-steps each); peak {peak / 1e12:.2f} TFLOP/s per device ({peak_source})")
 
     inputs = input_fingerprint(settings)
 
@@ -520,6 +521,7 @@ def train(settings: TrainSettings) -> None:
                 "loss": mean_loss, "lr": lr, "grad_norm": float(grad_norm),
                 "tokens": tokens_seen, "tokens_per_s": tokens_per_s, "tflops": achieved / 1e12,
                 "mfu": achieved / (peak * world),
+                **({"max_memory_gb": torch.cuda.max_memory_allocated() / 2**30} if cuda else {}),
             })
             progress.set_postfix(loss=f"{mean_loss:.3f}", tok_s=f"{tokens_per_s:,.0f}", mfu=f"{achieved / (peak * world):.1%}")
             loss_sum.zero_()
