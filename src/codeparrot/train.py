@@ -39,7 +39,8 @@ from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
 
-from codeparrot.train_speed import language_model  # noqa: E402
+from codeparrot.train_speed import (ChunkedLossLM, cached_micro_batch, compile_in_place, fsdp_plugin,  # noqa: E402
+                                    language_model, probe_key, probe_micro_batch, resolve_auto)
 
 SETTINGS_FILE = "train_settings.json"
 STATE_FILE = "trainer_state.json"  # written last into a checkpoint: its presence marks it complete
@@ -341,8 +342,6 @@ class MetricsLog:
 def load_model(settings: TrainSettings):
     from transformers import AutoModelForCausalLM
 
-    from codeparrot.train_speed import ChunkedLossLM
-
     model = AutoModelForCausalLM.from_pretrained(settings.model_dir, attn_implementation=settings.attn_implementation)
     if settings.seq_length > model.config.n_positions:
         raise ValueError(f"train.seq_length={settings.seq_length} exceeds the model's context "
@@ -391,8 +390,6 @@ def with_accumulation(settings: TrainSettings, world: int, micro_batch: int | No
 
 def with_probed_micro_batch(settings: TrainSettings, model, state) -> TrainSettings:
     """`with_accumulation` at the largest micro-batch that fits this device (probed once, cached)."""
-    from codeparrot.train_speed import cached_micro_batch, probe_key, probe_micro_batch
-
     world = state.num_processes
     per_process = sequences_per_process_step(settings, world)
     param_bytes = 4 * sum(p.numel() for p in model.parameters())
@@ -413,7 +410,6 @@ def train(settings: TrainSettings) -> None:
     from transformers import AutoTokenizer, get_scheduler
 
     from codeparrot.train_data import DeviceBatches, open_source, validation_batches
-    from codeparrot.train_speed import compile_in_place, fsdp_plugin, resolve_auto
 
     started = time.perf_counter()
     cuda = torch.cuda.is_available()
@@ -545,8 +541,6 @@ def train(settings: TrainSettings) -> None:
 
 def save_final_model(accelerator, model, tokenizer, folder: Path) -> None:
     """save_pretrained to a temporary folder, then rename: the output appears complete or not at all."""
-    from codeparrot.train_speed import ChunkedLossLM
-
     accelerator.wait_for_everyone()
     unwrapped = accelerator.unwrap_model(model, keep_torch_compile=False)
     state_dict = accelerator.get_state_dict(model)  # gathered from every process under FSDP
@@ -580,8 +574,6 @@ def launch_training(settings: dict, num_processes: int = 1, num_machines: int = 
     Path(settings.checkpoint_dir).mkdir(parents=True, exist_ok=True)
     path = Path(settings.checkpoint_dir) / SETTINGS_FILE
     path.write_text(json.dumps(dataclasses.asdict(settings), indent=2, sort_keys=True) + "\n")
-    from codeparrot.train_speed import resolve_auto
-
     mixed_precision = resolve_auto(settings, torch.cuda.is_available()).mixed_precision
     run_accelerate("codeparrot.train", ["--settings", str(path)], num_processes,
                    mixed_precision, num_machines, log_path)
