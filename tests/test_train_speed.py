@@ -118,7 +118,6 @@ PROBE_CHILD = textwrap.dedent("""
     from codeparrot.train_speed import probe_micro_batch
 
     model = AutoModelForCausalLM.from_pretrained(sys.argv[1])
-    model.train()
     def vm_bytes():
         return int(open("/proc/self/statm").read().split()[0]) * resource.getpagesize()
     # A cap 150 MB above what the process holds now: the CPU allocator fails past it.

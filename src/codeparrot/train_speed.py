@@ -172,6 +172,7 @@ def probe_micro_batch(model, device: torch.device, seq_length: int, sequences_pe
     less `reserve_bytes`, the optimizer state not allocated yet). Leaves no gradients behind."""
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mixed_precision)
     vocab = model.config.vocab_size
+    model.train()  # dropout keeps its masks for the backward pass: training's memory, not evaluation's
     budget = None
     if device.type == "cuda":
         budget = PROBE_MEMORY_FRACTION * torch.cuda.get_device_properties(device).total_memory - reserve_bytes
