@@ -106,6 +106,8 @@ def test_micro_batch_keeps_the_global_batch_exact(train_fixture, tmp_path):
         got = with_accumulation(base, world, micro)
         assert (got.batch_size, got.gradient_accumulation_steps) == (micro, accumulation)
         assert got.batch_size * got.gradient_accumulation_steps * world == 192
+    with pytest.raises(ValueError, match=r"train.global_batch_size=192 is not a multiple of .* 1 × 5"):
+        with_accumulation(base, 5, 1)
     no_global = TrainSettings(**settings(train_fixture, tmp_path, batch_size=8, gradient_accumulation_steps=3))
     got = with_accumulation(no_global, 1, 12)
     assert (got.batch_size, got.gradient_accumulation_steps) == (12, 2)  # 24 sequences per step, as configured

@@ -367,31 +367,32 @@ def evaluate(accelerator, model, batches: list[torch.Tensor]) -> dict:
     return {"eval_loss": loss, "perplexity": perplexity(loss)}
 
 
-def sequences_per_process_step(settings: TrainSettings, world: int) -> int:
-    """Sequences one process consumes per optimizer step: global_batch_size / processes if set,
-    else batch_size × gradient_accumulation_steps."""
+def sequences_per_process_step(settings: TrainSettings, world: int, micro_batch: int) -> int:
+    """Sequences one process consumes per optimizer step: global_batch_size / processes if set (it
+    must split into micro-batches of `micro_batch` on every process), else batch_size ×
+    gradient_accumulation_steps."""
     if settings.global_batch_size is None:
         return settings.batch_size * settings.gradient_accumulation_steps
-    if settings.global_batch_size % (settings.batch_size * world):
+    if settings.global_batch_size % (micro_batch * world):
         raise ValueError(
-            f"train.global_batch_size={settings.global_batch_size} is not a multiple of train.batch_size × "
-            f"processes = {settings.batch_size} × {world}: change the batch size or the job's GPU count")
+            f"train.global_batch_size={settings.global_batch_size} is not a multiple of the micro-batch × "
+            f"processes = {micro_batch} × {world}: change train.batch_size or the job's GPU count")
     return settings.global_batch_size // world
 
 
 def with_accumulation(settings: TrainSettings, world: int, micro_batch: int | None = None) -> TrainSettings:
     """Derive the accumulation steps from the sequences per step, so that neither the number of GPUs
     a cluster profile gives the job nor the micro-batch that fits them (`micro_batch`, a divisor of
-    the process's sequences per step) changes the optimisation."""
-    per_process = sequences_per_process_step(settings, world)
+    the process's sequences per step; default train.batch_size) changes the optimisation."""
     micro_batch = micro_batch or settings.batch_size
+    per_process = sequences_per_process_step(settings, world, micro_batch)
     return dataclasses.replace(settings, batch_size=micro_batch, gradient_accumulation_steps=per_process // micro_batch)
 
 
 def with_probed_micro_batch(settings: TrainSettings, model, state) -> TrainSettings:
     """`with_accumulation` at the largest micro-batch that fits this device (probed once, cached)."""
     world = state.num_processes
-    per_process = sequences_per_process_step(settings, world)
+    per_process = sequences_per_process_step(settings, world, 1)
     param_bytes = 4 * sum(p.numel() for p in model.parameters())
     # Not allocated during the probe: AdamW's two fp32 moments (sharded under FSDP) and DDP's buckets.
     reserve = 2 * param_bytes // world if settings.fsdp else 2 * param_bytes + (param_bytes if world > 1 else 0)
