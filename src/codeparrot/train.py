@@ -39,6 +39,9 @@ from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
 
+from codeparrot.train_speed import (ChunkedLossLM, cached_micro_batch, compile_in_place, fsdp_plugin,  # noqa: E402
+                                    language_model, probe_key, probe_micro_batch, resolve_auto)
+
 SETTINGS_FILE = "train_settings.json"
 STATE_FILE = "trainer_state.json"  # written last into a checkpoint: its presence marks it complete
 METRICS_FILE = "metrics.jsonl"
@@ -46,7 +49,7 @@ METRICS_FILE = "metrics.jsonl"
 # inputs' contents are compared by fingerprint, so their folders may move).
 RESUMABLE_CHANGES = {"model_dir", "data_dir", "final_model_dir", "checkpoint_dir", "tensorboard_dir", "metrics_path", "max_minutes",
                      "save_every", "keep_last", "eval_every", "log_every", "peak_tflops", "wandb_project",
-                     "wandb_entity", "wandb_mode", "checkpoint_repo_id"}
+                     "wandb_entity", "wandb_mode", "checkpoint_repo_id", "prefetch_batches", "pin_memory"}
 
 
 @dataclasses.dataclass
@@ -74,10 +77,19 @@ class TrainSettings:
     adam_beta1: float = 0.9
     adam_beta2: float = 0.999
     max_grad_norm: float = 1.0
-    mixed_precision: str = "no"
+    # "auto" values are resolved for the device by codeparrot.train_speed.resolve_auto.
+    mixed_precision: str = "auto"
+    tf32: bool = True
     gradient_checkpointing: bool = False
-    compile: bool = False
+    fsdp: bool = False
+    compile: bool | str = "auto"
+    fused_adamw: bool | str = "auto"
+    chunked_loss: bool | str = "auto"
+    loss_chunk_tokens: int = 8192
+    auto_micro_batch: bool | str = "auto"  # batch_size then comes from a probe of the device
     attn_implementation: str = "sdpa"
+    prefetch_batches: int = 2
+    pin_memory: bool | str = "auto"
     save_every: int = 50
     keep_last: int = 2
     eval_every: int = 50
@@ -353,9 +365,9 @@ def load_model(settings: TrainSettings):
         raise ValueError(f"train.seq_length={settings.seq_length} exceeds the model's context "
                          f"(n_positions={model.config.n_positions}): lower train.seq_length")
     if settings.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+        model.activation_checkpointing_enable()
     model.config.use_cache = False  # no generation while training; saves memory
-    return model
+    return ChunkedLossLM(model, settings.loss_chunk_tokens) if settings.chunked_loss else model
 
 
 @torch.no_grad()
@@ -364,7 +376,7 @@ def evaluate(accelerator, model, batches: list[torch.Tensor]) -> dict:
     model.eval()
     total = torch.zeros(2, device=accelerator.device)  # sum of losses, number of sequences
     for batch in batches:
-        batch = batch.to(accelerator.device)
+        batch = batch.to(accelerator.device, non_blocking=True)
         loss = model(input_ids=batch, labels=batch).loss
         total += torch.stack([loss.float() * len(batch), torch.tensor(len(batch), device=accelerator.device)])
     model.train()
@@ -373,56 +385,95 @@ def evaluate(accelerator, model, batches: list[torch.Tensor]) -> dict:
     return {"eval_loss": loss, "perplexity": perplexity(loss)}
 
 
-def with_accumulation(settings: TrainSettings, world: int) -> TrainSettings:
-    """Derive the accumulation steps from the global batch, so that the number of GPUs a cluster
-    profile gives the job does not change the optimisation."""
+def sequences_per_process_step(settings: TrainSettings, world: int, micro_batch: int) -> int:
+    """Sequences one process consumes per optimizer step: global_batch_size / processes if set (it
+    must split into micro-batches of `micro_batch` on every process), else batch_size ×
+    gradient_accumulation_steps."""
     if settings.global_batch_size is None:
-        return settings
-    per_micro_step = settings.batch_size * world
-    if settings.global_batch_size % per_micro_step:
+        return settings.batch_size * settings.gradient_accumulation_steps
+    if settings.global_batch_size % (micro_batch * world):
         raise ValueError(
-            f"train.global_batch_size={settings.global_batch_size} is not a multiple of train.batch_size × "
-            f"processes = {settings.batch_size} × {world}: change the batch size or the job's GPU count")
-    return dataclasses.replace(settings, gradient_accumulation_steps=settings.global_batch_size // per_micro_step)
+            f"train.global_batch_size={settings.global_batch_size} is not a multiple of the micro-batch × "
+            f"processes = {micro_batch} × {world}: change train.batch_size or the job's GPU count")
+    return settings.global_batch_size // world
+
+
+def with_accumulation(settings: TrainSettings, world: int, micro_batch: int | None = None) -> TrainSettings:
+    """Derive the accumulation steps from the sequences per step, so that neither the number of GPUs
+    a cluster profile gives the job nor the micro-batch that fits them (`micro_batch`, a divisor of
+    the process's sequences per step; default train.batch_size) changes the optimisation."""
+    micro_batch = micro_batch or settings.batch_size
+    per_process = sequences_per_process_step(settings, world, micro_batch)
+    return dataclasses.replace(settings, batch_size=micro_batch, gradient_accumulation_steps=per_process // micro_batch)
+
+
+def with_probed_micro_batch(settings: TrainSettings, model, state) -> TrainSettings:
+    """`with_accumulation` at the largest micro-batch that fits this device (probed once, cached)."""
+    world = state.num_processes
+    per_process = sequences_per_process_step(settings, world, 1)
+    param_bytes = 4 * sum(p.numel() for p in model.parameters())
+    # Not allocated during the probe: AdamW's two fp32 moments (sharded under FSDP) and DDP's buckets.
+    reserve = 2 * param_bytes // world if settings.fsdp else 2 * param_bytes + (param_bytes if world > 1 else 0)
+    model.to(state.device)
+    micro = cached_micro_batch(
+        settings.checkpoint_dir, probe_key(model, state.device, world, settings), per_process,
+        lambda: probe_micro_batch(model, state.device, settings.seq_length, per_process,
+                                  settings.mixed_precision, reserve), state)
+    return with_accumulation(settings, world, micro)
 
 
 def train(settings: TrainSettings) -> None:
-    from accelerate import Accelerator
-    from accelerate.utils import set_seed
+    from accelerate import Accelerator, PartialState
+    from accelerate.utils import DistributedType, set_seed
     from tqdm.auto import tqdm
     from transformers import AutoTokenizer, get_scheduler
 
     from codeparrot.hub import CheckpointPusher
-    from codeparrot.train_data import open_source, validation_batches
+    from codeparrot.train_data import DeviceBatches, open_source, validation_batches
 
     started = time.perf_counter()
-    settings = with_accumulation(settings, int(os.environ.get("WORLD_SIZE", 1)))
-    accelerator = Accelerator(cpu=not torch.cuda.is_available(),  # several CPU processes talk over gloo
+    cuda = torch.cuda.is_available()
+    settings = resolve_auto(settings, cuda)
+    if cuda and settings.tf32:  # fp32 matmuls outside autocast (optimizer, loss) on tensor cores
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    process = PartialState(cpu=not cuda)  # several CPU processes talk over gloo
+    model = load_model(settings)
+    if settings.auto_micro_batch:
+        settings = with_probed_micro_batch(settings, model, process)
+    else:
+        settings = with_accumulation(settings, process.num_processes)
+    accelerator = Accelerator(cpu=not cuda,
                               gradient_accumulation_steps=settings.gradient_accumulation_steps,
                               mixed_precision=settings.mixed_precision,
+                              fsdp_plugin=fsdp_plugin(model) if settings.fsdp else None,
                               step_scheduler_with_optimizer=False)  # we step it once per optimizer step
-    set_seed(settings.seed)
+    set_seed(settings.seed)  # after the probe: its batches and dropout draws do not shift training's
     rank, world = accelerator.process_index, accelerator.num_processes
 
     tokenizer = AutoTokenizer.from_pretrained(settings.model_dir)
-    model = load_model(settings)
     num_params = sum(p.numel() for p in model.parameters())
     optimizer = torch.optim.AdamW(param_groups(model, settings.weight_decay), lr=settings.learning_rate,
-                                  betas=(settings.adam_beta1, settings.adam_beta2))
+                                  betas=(settings.adam_beta1, settings.adam_beta2), fused=settings.fused_adamw or None)
     scheduler = get_scheduler(settings.lr_scheduler, optimizer, num_warmup_steps=settings.warmup_steps,
                               num_training_steps=settings.max_steps)
     if settings.compile:
-        model = torch.compile(model)
+        compile_in_place(model, per_block=settings.fsdp)
     model, optimizer = accelerator.prepare(model, optimizer)
     accelerator.register_for_checkpointing(scheduler)
+    if settings.fsdp and accelerator.distributed_type != DistributedType.FSDP:
+        accelerator.print(f"train.fsdp has no effect on {world} {accelerator.device.type} process(es): Accelerate "
+                          "shards over several GPU processes only (memory here: train.gradient_checkpointing)")
 
     def source(split: str, shuffle: bool):
         return open_source(settings.data, settings.data_dir, split, settings.seq_length, settings.seed,
                            rank, world, tokenizer, shuffle, settings.num_of_sequences, settings.chars_per_token)
 
-    data = source("train", shuffle=True)
+    # Only the memory-mapped windows prefetch: the streamed dataset's state is too big to copy per batch.
+    data = DeviceBatches(source("train", shuffle=True), settings.batch_size, accelerator.device,
+                         prefetch=settings.prefetch_batches if settings.data == "tokens" else 0,
+                         pin=settings.pin_memory)
     eval_batches = validation_batches(source("validation", shuffle=False), settings.eval_sequences,
-                                      settings.batch_size)
+                                      settings.batch_size, pin=settings.pin_memory)
 
     step, tokens_seen = 0, 0
     checkpoint = latest_checkpoint(settings.checkpoint_dir)
@@ -440,11 +491,13 @@ def train(settings: TrainSettings) -> None:
     metrics = MetricsLog(settings, step, accelerator.is_main_process)
     if checkpoint is not None:  # marks the resumption in the report's training plots
         metrics.log(step, {"resumed_at_tokens": tokens_seen})
+    model_config = language_model(accelerator.unwrap_model(model)).config
     tokens_per_step = settings.batch_size * settings.seq_length * settings.gradient_accumulation_steps * world
-    step_flops = flops_per_token(accelerator.unwrap_model(model).config, settings.seq_length, num_params) * tokens_per_step
+    step_flops = flops_per_token(model_config, settings.seq_length, num_params) * tokens_per_step
     peak, peak_source = peak_flops(accelerator.device, settings.mixed_precision, settings.peak_tflops)
     accelerator.print(f"{num_params:,} parameters; {tokens_per_step:,} tokens per optimizer step on {world} "
-                      f"process(es); peak {peak / 1e12:.2f} TFLOP/s per device ({peak_source})")
+                      f"process(es) ({settings.batch_size} sequences × {settings.gradient_accumulation_steps} "
+                      f"micro-steps each); peak {peak / 1e12:.2f} TFLOP/s per device ({peak_source})")
 
     inputs = input_fingerprint(settings)
 
@@ -461,7 +514,7 @@ def train(settings: TrainSettings) -> None:
     window_start, window_steps = time.perf_counter(), 0
     while step < last_step:
         for _ in range(settings.gradient_accumulation_steps):
-            batch = data.next_batch(settings.batch_size).to(accelerator.device, non_blocking=True)
+            batch = data.next_batch()
             with accelerator.accumulate(model):
                 loss = model(input_ids=batch, labels=batch).loss
                 accelerator.backward(loss)
@@ -488,6 +541,7 @@ def train(settings: TrainSettings) -> None:
                 "loss": mean_loss, "lr": lr, "grad_norm": float(grad_norm),
                 "tokens": tokens_seen, "tokens_per_s": tokens_per_s, "tflops": achieved / 1e12,
                 "mfu": achieved / (peak * world),
+                **({"max_memory_gb": torch.cuda.max_memory_allocated() / 2**30} if cuda else {}),
             })
             progress.set_postfix(loss=f"{mean_loss:.3f}", tok_s=f"{tokens_per_s:,.0f}", mfu=f"{achieved / (peak * world):.1%}")
             loss_sum.zero_()
@@ -513,10 +567,16 @@ def train(settings: TrainSettings) -> None:
 def save_final_model(accelerator, model, tokenizer, folder: Path) -> None:
     """save_pretrained to a temporary folder, then rename: the output appears complete or not at all."""
     accelerator.wait_for_everyone()
+    unwrapped = accelerator.unwrap_model(model, keep_torch_compile=False)
+    state_dict = accelerator.get_state_dict(model)  # gathered from every process under FSDP
+    if isinstance(unwrapped, ChunkedLossLM):
+        state_dict = {key.removeprefix("lm."): value for key, value in state_dict.items()}
     if accelerator.is_main_process:
-        from codeparrot.atomic import save_pretrained
+        from codeparrot.atomic import atomic_output
 
-        save_pretrained(folder, accelerator.unwrap_model(model, keep_torch_compile=False), tokenizer)
+        with atomic_output(folder) as tmp:
+            language_model(unwrapped).save_pretrained(tmp, state_dict=state_dict)
+            tokenizer.save_pretrained(tmp)
     accelerator.wait_for_everyone()
 
 
@@ -538,8 +598,9 @@ def launch_training(settings: dict, num_processes: int = 1, num_machines: int = 
     Path(settings.checkpoint_dir).mkdir(parents=True, exist_ok=True)
     path = Path(settings.checkpoint_dir) / SETTINGS_FILE
     path.write_text(json.dumps(dataclasses.asdict(settings), indent=2, sort_keys=True) + "\n")
+    mixed_precision = resolve_auto(settings, torch.cuda.is_available()).mixed_precision
     run_accelerate("codeparrot.train", ["--settings", str(path)], num_processes,
-                   settings.mixed_precision, num_machines, log_path)
+                   mixed_precision, num_machines, log_path)
 
 
 def push_train_model(model_dir: str, repo_id: str | None, branch: str, receipt_path: str) -> None:

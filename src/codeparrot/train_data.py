@@ -16,6 +16,8 @@ batch is the same whatever the number of processes.
 """
 
 import copy
+import queue
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -171,8 +173,61 @@ class PackedStream:
         self._iterator = None  # reopened at the saved position on the next read
 
 
-def validation_batches(source, num_sequences: int, batch_size: int) -> list[torch.Tensor]:
-    """The fixed validation subset of this process: the first `num_sequences` sequences, in order."""
+class DeviceBatches:
+    """The micro-batches of one source, on the training device, in the source's order.
+
+    With `pin`, each batch is copied into page-locked host memory so the copy to the GPU runs
+    asynchronously (`non_blocking`), overlapping the previous step's kernels. With `prefetch` > 0
+    a background thread reads that many batches ahead (the source is only ever read by that one
+    thread, so the order is the source's). `state_dict` is the source's state after the last batch
+    handed out, not after the ones read ahead: a checkpoint resumes at the next unserved batch.
+    """
+
+    def __init__(self, source, batch_size: int, device: torch.device, prefetch: int = 0, pin: bool = False):
+        self.source, self.batch_size, self.device = source, batch_size, device
+        self.prefetch, self.pin = prefetch, pin
+        self._state = source.state_dict() if prefetch > 0 else None
+        self._queue: queue.Queue | None = None
+
+    def _read(self) -> torch.Tensor:
+        batch = self.source.next_batch(self.batch_size)
+        return batch.pin_memory() if self.pin else batch
+
+    def _read_ahead(self) -> None:
+        while True:
+            try:
+                item = self._read(), self.source.state_dict()
+            except BaseException as error:  # raised again in the training thread
+                self._queue.put(error)
+                return
+            self._queue.put(item)
+
+    def next_batch(self) -> torch.Tensor:
+        if self.prefetch <= 0:
+            batch = self._read()
+        else:
+            if self._queue is None:
+                self._queue = queue.Queue(maxsize=self.prefetch)
+                threading.Thread(target=self._read_ahead, name="prefetch-batches", daemon=True).start()
+            item = self._queue.get()
+            if isinstance(item, BaseException):
+                raise item
+            batch, self._state = item
+        return batch.to(self.device, non_blocking=self.pin)
+
+    def state_dict(self) -> dict:
+        return self._state if self.prefetch > 0 else self.source.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        if self._queue is not None:
+            raise RuntimeError("load_state_dict after batches were read ahead: load the state first")
+        self.source.load_state_dict(state)
+        self._state = self.source.state_dict() if self.prefetch > 0 else None
+
+
+def validation_batches(source, num_sequences: int, batch_size: int, pin: bool = False) -> list[torch.Tensor]:
+    """The fixed validation subset of this process: the first `num_sequences` sequences, in order
+    (`pin`: in page-locked memory, for asynchronous copies to the GPU)."""
     rows = []
     try:
         for _ in range(num_sequences // source.world_size):
@@ -182,7 +237,8 @@ def validation_batches(source, num_sequences: int, batch_size: int) -> list[torc
     if not rows:
         raise ValueError("the validation split gives no full-length sequence: add validation data "
                          "or lower train.seq_length")
-    return [torch.stack(rows[i:i + batch_size]) for i in range(0, len(rows), batch_size)]
+    batches = [torch.stack(rows[i:i + batch_size]) for i in range(0, len(rows), batch_size)]
+    return [b.pin_memory() for b in batches] if pin else batches
 
 
 def open_source(kind: str, path: str | Path, split: str, seq_length: int, seed: int, rank: int,

@@ -15,7 +15,8 @@ TRAIN_SETTINGS = {
     **{key: TRAIN[key] for key in [
         "data", "seq_length", "batch_size", "gradient_accumulation_steps", "global_batch_size", "max_steps", "max_minutes",
         "learning_rate", "lr_scheduler", "warmup_steps", "weight_decay", "adam_beta1", "adam_beta2",
-        "max_grad_norm", "mixed_precision", "gradient_checkpointing", "compile", "attn_implementation",
+        "max_grad_norm", "mixed_precision", "tf32", "gradient_checkpointing", "fsdp", "compile", "fused_adamw",
+        "chunked_loss", "loss_chunk_tokens", "auto_micro_batch", "attn_implementation", "prefetch_batches", "pin_memory",
         "save_every", "keep_last", "eval_every", "eval_sequences", "log_every", "num_of_sequences",
         "chars_per_token", "peak_tflops", "run_name"]},
     "seed": config["seed"],
