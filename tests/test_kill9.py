@@ -11,7 +11,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 import torch
 from bad_input_corpus import write_corpus
 from safetensors.torch import load_file

@@ -61,7 +61,7 @@ def test_local_tree_selects_counts_and_attributes(tree, tmp_path):
 def test_local_source_is_byte_identical_across_runs(tree, tmp_path):
     root, _ = tree
     a = collect(root, tmp_path / "a", shard_bytes=4096)
-    b = collect(root, tmp_path / "b", shard_bytes=4096)
+    collect(root, tmp_path / "b", shard_bytes=4096)
     assert len(a["shards"]) == 2
     assert (tmp_path / "a/manifest.json").read_bytes() == (tmp_path / "b/manifest.json").read_bytes()
     for s in a["shards"]:
