@@ -297,6 +297,8 @@ def test_checkpoints_pushed_during_training_and_a_pulled_one_resumes(hub, train_
     assert f"Resuming from {pulled.stdout.strip()} (optimizer step 10" in resumed.stdout + resumed.stderr
     assert_no_token(trained.stdout, trained.stderr, resumed.stdout, resumed.stderr)
     expected, got = train_metrics(tmp_path / "first"), train_metrics(tmp_path / "second")
+    assert [r["step"] for r in got if "resumed_at_tokens" in r] == [10]  # the resumption, marked once
+    got = [r for r in got if "resumed_at_tokens" not in r]
     assert [r["step"] for r in got] == [r["step"] for r in expected]
     for e, g in zip(expected, got):
         for key in ("loss", "eval_loss"):
