@@ -146,10 +146,10 @@ def clean_jobs(shards: list[str], work: Path, buckets: int, tokenizer: str | Non
 
 
 def near_dedup_jobs(filtered: list[str], work: Path) -> list[list]:
-    from codeparrot.clean.near_dedup import band_groups, optimal_bands
+    from codeparrot.clean.near_dedup import band_groups, lsh_bands
 
     near = embedded_config()["clean"]["near_dedup"]
-    bands, rows = optimal_bands(near["threshold"], near["num_perm"], 1 - near["false_negative_weight"], near["false_negative_weight"])
+    bands, rows = lsh_bands(near)
     groups = band_groups(bands, near["band_jobs"])
     (work / "nd").mkdir(parents=True, exist_ok=True)
     sigs = [str(work / "nd" / f"sig-{b:05d}.parquet") for b in range(len(filtered))]
@@ -164,7 +164,7 @@ def near_dedup_jobs(filtered: list[str], work: Path) -> list[list]:
          for g, group in enumerate(groups)],
         [("codeparrot.clean.near_dedup", "cluster_duplicates", {
             "edge_paths": edges, "signature_paths": sigs, "out_path": clusters, "stats_path": clusters + ".json"})],
-        [("codeparrot.clean.publish", "finalize_bucket", {
+        [("codeparrot.clean.split", "split_bucket", {
             "filtered_path": f, "clusters_path": clusters, "bucket": b, "stats_path": str(work / "nd" / f"split-{b}.json"),
             "split_paths": {s: str(work / "dataset" / "data" / f"{s}-{b:05d}.parquet") for s in ("train", "validation")},
             "seed": 1, "validation_fraction": 0.05, "split_by": "hash"}) for b, f in enumerate(filtered)],
