@@ -38,6 +38,14 @@ def decide(content, preset, **settings):
     return removal_reason(file_stats(content, stat_settings(filters)), "k", Filters.from_config(filters), 1)
 
 
+def test_filter_table_and_typed_settings_follow_the_schema(filters):
+    assert [f.name for f in dataclasses.fields(Filters)] == list(FILTERS)
+    # Every value comes from the schema's defaults (through resolve_filters), none from the dataclasses.
+    assert dataclasses.asdict(filters) == resolve_filters("codeparrot-v2", DEFAULT_FILTERS)
+    assert filters.line_max.max == 1000 and filters.config_or_test.probability == 0.7
+    assert filters.config_or_test.rule == "original" and not filters.char_token_ratio.enabled
+
+
 def test_body_passes_every_filter():
     assert [decide(BODY, p) for p in ("codeparrot", *BOTH)] == [None, None, None]
 

@@ -12,8 +12,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from codeparrot.clean.doc_id import decode_doc_ids, encode_doc_ids
 from codeparrot.clean.near_dedup import (
-    band_edges, band_groups, bucket_signatures, cluster_duplicates, minhash_signatures, optimal_bands, union_find, word_hashes,
+    band_edges, band_groups, bucket_signatures, cluster_duplicates, lsh_bands, minhash_signatures, optimal_bands, union_find,
+    word_hashes,
 )
 
 THRESHOLD, NGRAM, NUM_PERM = 0.85, 5, 256
@@ -165,6 +167,21 @@ def test_union_find_is_order_independent():
         shuffled = edges[np.random.default_rng(seed).permutation(len(edges))][:, ::-1]
         assert union_find(shuffled) == expected
     assert {expected[i] for i in (1, 2, 3, 4)} == {1} and expected[8] == 7
+
+
+def test_doc_ids_round_trip_and_sort_by_bucket_then_row():
+    rows = np.array([0, 1, 2**32 - 1])
+    ids = np.concatenate([encode_doc_ids(3, rows), encode_doc_ids(2**31 - 1, rows)])
+    buckets, decoded = decode_doc_ids(ids)
+    assert buckets.tolist() == [3] * 3 + [2**31 - 1] * 3 and decoded.tolist() == rows.tolist() * 2
+    assert ids.dtype == np.uint64 and (np.diff(ids.astype(object)) > 0).all()
+
+
+def test_lsh_bands_weighs_false_negatives():
+    settings = {"threshold": 0.85, "num_perm": 256, "false_negative_weight": 0.5}
+    assert lsh_bands(settings) == optimal_bands(0.85, 256)
+    bands, rows = lsh_bands({**settings, "false_negative_weight": 0.9})
+    assert (bands, rows) != optimal_bands(0.85, 256) and bands * rows <= 256
 
 
 def test_band_split_from_threshold():

@@ -38,8 +38,8 @@ def trigger_lines(reason: str, content: str, filters: Filters, benchmark: str | 
     elif reason == "has_no_keywords":
         picked = [nl for nl in numbered if nl[1].strip()]
     elif reason == "decontaminated" and benchmark:
-        first = next((l.strip() for l in benchmark.splitlines() if l.strip()), "")
-        start = next((i for i, (_, l) in enumerate(numbered) if first and first in l), 0)
+        first = next((line.strip() for line in benchmark.splitlines() if line.strip()), "")
+        start = next((i for i, (_, line) in enumerate(numbered) if first and first in line), 0)
         picked = numbered[start:]
     else:
         picked = numbered

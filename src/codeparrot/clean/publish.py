@@ -37,7 +37,8 @@ def write_dataset_card(dataset_dir: str, card_path: str, per_stage: dict[str, di
     data_dir = Path(dataset_dir) / "data"
     files = {s: sorted(p.name for p in data_dir.glob(f"{s}-*.parquet")) for s in SPLITS}
     schema = pq.read_schema(data_dir / files["train"][0])
-    licenses = sorted({l for s in SPLITS for f in files[s] for l in read_parquet(data_dir / f, columns=["license"])["license"].drop_null().unique().to_pylist()})
+    licenses = sorted({name for s in SPLITS for f in files[s]
+                       for name in read_parquet(data_dir / f, columns=["license"])["license"].drop_null().unique().to_pylist()})
     metadata = {
         "license": "other",
         "language": ["code"],

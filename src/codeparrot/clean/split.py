@@ -66,7 +66,7 @@ def split_bucket(
     validation = assign_split(keys, seed, validation_fraction)
     stats = {"bucket": bucket, "records_in": table.num_rows, "near_duplicates_removed": len(drops),
              "near_duplicates_bytes_removed": pc.sum(pc.binary_length(table["content"]).filter(pa.array(~keep))).as_py() or 0,
-             "kept_by_license": counter_dict(Counter(l or "(unknown)" for l in kept["license"].to_pylist())),
+             "kept_by_license": counter_dict(Counter(name or "(unknown)" for name in kept["license"].to_pylist())),
              "kept_by_extension": counter_dict(Counter(Path(p).suffix or "(none)" for p in kept["path"].to_pylist())),
              "splits": {}}
     for split, mask in (("train", ~validation), ("validation", validation)):
