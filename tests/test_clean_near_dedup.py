@@ -134,7 +134,10 @@ def test_recall_and_precision_against_exact_jaccard(corpus, tmp_path):
 def test_clusters_do_not_depend_on_bucket_count(corpus, tmp_path):
     one, _ = run_near_dedup(corpus, tmp_path / "one" if (tmp_path / "one").mkdir() is None else None, buckets=1)
     four, _ = run_near_dedup(list(reversed(corpus)), tmp_path / "four" if (tmp_path / "four").mkdir() is None else None, buckets=4)
-    as_sets = lambda c: sorted((r["repo_name"], r["path"], r["keep"], r["size"]) for r in c)
+
+    def as_sets(clusters):
+        return sorted((r["repo_name"], r["path"], r["keep"], r["size"]) for r in clusters)
+
     assert as_sets(one) == as_sets(four)
 
 
@@ -187,7 +190,10 @@ def test_lsh_bands_weighs_false_negatives():
 def test_band_split_from_threshold():
     bands, rows = optimal_bands(0.85, 256)
     assert bands * rows <= 256
-    s = lambda j: 1 - (1 - j**rows) ** bands
+
+    def s(j):
+        return 1 - (1 - j**rows) ** bands
+
     assert s(0.95) > 0.99 and s(0.6) < 0.01
     b7, r7 = optimal_bands(0.7, 256)
     assert r7 < rows  # lower threshold -> fewer rows per band
