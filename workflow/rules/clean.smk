@@ -19,7 +19,7 @@ for key, path in (("clean.filters.char_token_ratio.tokenizer", CLEAN["filters"][
 NEAR_DEDUP = CLEAN["near_dedup"]
 NEAR_BANDS, NEAR_ROWS = lsh_bands(NEAR_DEDUP)
 BAND_GROUPS = band_groups(NEAR_BANDS, NEAR_DEDUP["band_jobs"])
-CARD_STATS = [f"results/stats/clean/{stage}.json" for stage in STAGES]
+STAGE_STATS = [f"results/stats/clean/{stage}.json" for stage in STAGES]
 
 
 wildcard_constraints:
@@ -185,7 +185,7 @@ rule dataset_card:
         split_stats=expand("results/stats/clean/split/bucket-{bucket}.json", bucket=BUCKETS),
     output:
         card=f"{DATASET}/README.md",
-        stats=CARD_STATS,
+        stats=STAGE_STATS,
     params:
         pretty_name=PUBLISH["pretty_name"],
         settings={"seed": config["seed"], "clean": CLEAN},
