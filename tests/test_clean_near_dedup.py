@@ -12,8 +12,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from codeparrot.clean.doc_id import decode_doc_ids, encode_doc_ids
 from codeparrot.clean.near_dedup import (
-    band_edges, band_groups, bucket_signatures, cluster_duplicates, minhash_signatures, optimal_bands, union_find, word_hashes,
+    band_edges, band_groups, bucket_signatures, cluster_duplicates, lsh_bands, minhash_signatures, optimal_bands, union_find,
+    word_hashes,
 )
 
 THRESHOLD, NGRAM, NUM_PERM = 0.85, 5, 256
@@ -132,7 +134,10 @@ def test_recall_and_precision_against_exact_jaccard(corpus, tmp_path):
 def test_clusters_do_not_depend_on_bucket_count(corpus, tmp_path):
     one, _ = run_near_dedup(corpus, tmp_path / "one" if (tmp_path / "one").mkdir() is None else None, buckets=1)
     four, _ = run_near_dedup(list(reversed(corpus)), tmp_path / "four" if (tmp_path / "four").mkdir() is None else None, buckets=4)
-    as_sets = lambda c: sorted((r["repo_name"], r["path"], r["keep"], r["size"]) for r in c)
+
+    def as_sets(clusters):
+        return sorted((r["repo_name"], r["path"], r["keep"], r["size"]) for r in clusters)
+
     assert as_sets(one) == as_sets(four)
 
 
@@ -167,10 +172,28 @@ def test_union_find_is_order_independent():
     assert {expected[i] for i in (1, 2, 3, 4)} == {1} and expected[8] == 7
 
 
+def test_doc_ids_round_trip_and_sort_by_bucket_then_row():
+    rows = np.array([0, 1, 2**32 - 1])
+    ids = np.concatenate([encode_doc_ids(3, rows), encode_doc_ids(2**31 - 1, rows)])
+    buckets, decoded = decode_doc_ids(ids)
+    assert buckets.tolist() == [3] * 3 + [2**31 - 1] * 3 and decoded.tolist() == rows.tolist() * 2
+    assert ids.dtype == np.uint64 and (np.diff(ids.astype(object)) > 0).all()
+
+
+def test_lsh_bands_weighs_false_negatives():
+    settings = {"threshold": 0.85, "num_perm": 256, "false_negative_weight": 0.5}
+    assert lsh_bands(settings) == optimal_bands(0.85, 256)
+    bands, rows = lsh_bands({**settings, "false_negative_weight": 0.9})
+    assert (bands, rows) != optimal_bands(0.85, 256) and bands * rows <= 256
+
+
 def test_band_split_from_threshold():
     bands, rows = optimal_bands(0.85, 256)
     assert bands * rows <= 256
-    s = lambda j: 1 - (1 - j**rows) ** bands
+
+    def s(j):
+        return 1 - (1 - j**rows) ** bands
+
     assert s(0.95) > 0.99 and s(0.6) < 0.01
     b7, r7 = optimal_bands(0.7, 256)
     assert r7 < rows  # lower threshold -> fewer rows per band

@@ -24,7 +24,7 @@ def partition(tmp_path, raw_path):
     stats = partition_shard(str(raw_path), str(tmp_path / "p.arrow"), str(tmp_path / "q.jsonl.gz"),
                             str(tmp_path / "s.json"), num_buckets=3, max_line_bytes=1 << 20)
     with gzip.open(tmp_path / "q.jsonl.gz", "rt") as f:
-        quarantine = [json.loads(l) for l in f]
+        quarantine = [json.loads(line) for line in f]
     return stats, quarantine, pa.ipc.open_file(tmp_path / "p.arrow").read_all()
 
 
@@ -87,7 +87,7 @@ def test_decompressed_bytes_per_shard_are_bounded(tmp_path):
     with pytest.raises(ValueError, match="file-000000000004.json.gz: .*more than clean.max_shard_bytes=4194304"):
         list(iter_gzip_lines(raw, max_line_bytes=1 << 20, max_shard_bytes=4 << 20))
     lines = list(iter_gzip_lines(raw, max_line_bytes=1 << 20, max_shard_bytes=4 << 20, on_corrupt="quarantine"))
-    assert [l.status for l in lines] == ["ok", "corrupt_shard"]
+    assert [line.status for line in lines] == ["ok", "corrupt_shard"]
     assert len(lines[1].data) == EVIDENCE_BYTES  # the over-long line in progress, as evidence
 
 
@@ -105,7 +105,7 @@ def test_truncated_gzip_keeps_what_came_before(tmp_path):
 def test_concatenated_gzip_members_are_read(tmp_path):
     raw = tmp_path / "file-000000000002.json.gz"
     raw.write_bytes(gzip.compress(line(path="a.py")) + gzip.compress(line(path="b.py")))
-    assert [l.status for l in iter_gzip_lines(raw)] == ["ok", "ok"]
+    assert [line.status for line in iter_gzip_lines(raw)] == ["ok", "ok"]
 
 
 def test_unreadable_shard_fails_naming_the_file(tmp_path):

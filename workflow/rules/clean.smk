@@ -5,7 +5,8 @@
 import os
 
 from codeparrot.clean.filters import resolve_filters, stat_settings
-from codeparrot.clean.near_dedup import band_groups, optimal_bands
+from codeparrot.clean.near_dedup import band_groups, lsh_bands
+from codeparrot.clean.stats import STAGES
 
 CLEAN = config["clean"]
 BUCKETS = [f"{b:05d}" for b in range(NUM_BUCKETS)]
@@ -16,12 +17,9 @@ for key, path in (("clean.filters.char_token_ratio.tokenizer", CLEAN["filters"][
     if path and not os.path.exists(path):
         raise ValueError(f"config key `{key}`: {path} does not exist; give an existing path or null")
 NEAR_DEDUP = CLEAN["near_dedup"]
-NEAR_BANDS, NEAR_ROWS = optimal_bands(
-    NEAR_DEDUP["threshold"], NEAR_DEDUP["num_perm"],
-    1 - NEAR_DEDUP["false_negative_weight"], NEAR_DEDUP["false_negative_weight"],
-)
+NEAR_BANDS, NEAR_ROWS = lsh_bands(NEAR_DEDUP)
 BAND_GROUPS = band_groups(NEAR_BANDS, NEAR_DEDUP["band_jobs"])
-CARD_STATS = [f"results/stats/clean/{stage}.json" for stage in ("read", "exact_dedup_and_filters", "near_dedup", "split", "clean")]
+STAGE_STATS = [f"results/stats/clean/{stage}.json" for stage in STAGES]
 
 
 wildcard_constraints:
@@ -187,7 +185,7 @@ rule dataset_card:
         split_stats=expand("results/stats/clean/split/bucket-{bucket}.json", bucket=BUCKETS),
     output:
         card=f"{DATASET}/README.md",
-        stats=CARD_STATS,
+        stats=STAGE_STATS,
     params:
         pretty_name=PUBLISH["pretty_name"],
         settings={"seed": config["seed"], "clean": CLEAN},

@@ -1,7 +1,7 @@
 # Config validation and input functions shared by all stages.
 from pathlib import Path
 
-from codeparrot.clean.publish import split_file_name
+from codeparrot.clean.split import split_file_name
 from codeparrot.config import validate_config
 
 # Fails before any job, naming the key, the value and what is allowed.

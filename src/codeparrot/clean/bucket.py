@@ -14,9 +14,10 @@ import pyarrow.parquet as pq
 from codeparrot.atomic import atomic_output
 from codeparrot.clean.decontaminate import benchmark_text
 from codeparrot.clean.examples import EXAMPLES_PER_REASON, trigger_lines
-from codeparrot.clean.filters import STAT_COLUMNS, TokenCounter, char_token_ratios, removal_reason
+from codeparrot.clean.filters import STAT_COLUMNS, Filters, removal_reason
 from codeparrot.clean.partition import PARTITION_SCHEMA, read_partition_bucket
 from codeparrot.clean.stats import HISTOGRAM_EDGES, counter_dict, histogram, write_stats
+from codeparrot.clean.token_counter import TokenCounter, char_token_ratios
 
 # Tie-breaks after the hash make the representative independent of input order.
 REPRESENTATIVE_ORDER = [("hash", "ascending"), ("repo_name", "ascending"), ("path", "ascending"),
@@ -100,25 +101,27 @@ def clean_bucket(
 ) -> dict:
     """Exact dedup -> filters (statistics from the partition step) -> decontamination -> license, for one bucket.
 
-    Only the small columns of the representatives become Python objects; the content is copied
-    once, into the output (and read as text only for the char/token-ratio filter)."""
+    `filters`: the `clean.filters` section after resolve_filters. Only the small columns of the
+    representatives become Python objects; the content is copied once, into the output (and read
+    as text only for the char/token-ratio filter)."""
+    settings = Filters.from_config(filters)
     table = read_bucket(partition_paths, bucket)
     sizes_in = pc.binary_length(table["content"]).to_numpy()  # from the offsets, without touching the content
     representatives, copies = exact_dedup(table)
     rows = table.select(["repo_name", "path", "hash", "license", "contamination", *(n for n, _ in STAT_COLUMNS)]) \
         .take(representatives).to_pylist()
     ratios = [None] * len(rows)
-    if filters["char_token_ratio"]["enabled"]:
-        counter, ratios = TokenCounter(filters["char_token_ratio"]["tokenizer"]), []
+    if settings.char_token_ratio.enabled:
+        counter, ratios = TokenCounter(settings.char_token_ratio.tokenizer), []
         for _, _, part in take_in_slices(table.select(["content"]), representatives, sizes_in):
-            ratios += char_token_ratios(part["content"].to_pylist(), counter, filters["char_token_ratio"].get("batch_size", 1000))
+            ratios += char_token_ratios(part["content"].to_pylist(), counter, settings.char_token_ratio.batch_size)
 
     keep = np.ones(len(rows), dtype=bool)
     removed = {name: [] for name in REMOVED_SCHEMA.names}
     reasons = Counter()
     for i, (row, ratio) in enumerate(zip(rows, ratios)):
         row["char_token_ratio"] = ratio
-        reason, detail = removal_reason(row, row["hash"], filters, seed), ""
+        reason, detail = removal_reason(row, row["hash"], settings, seed), ""
         if not reason and row["contamination"]:
             reason, detail = "decontaminated", row["contamination"]
         elif not reason and license["permissive_only"] and not is_permissive(row["license"], license["permissive"]):
@@ -156,7 +159,7 @@ def clean_bucket(
         "records_out": int(keep.sum()),
         "bytes_out": int(sizes_in[representatives[keep]].sum()),
         "histograms": filter_histograms(rows, rep_sizes, row_reasons.tolist()),
-        "examples": removal_examples(table, representatives, rows, row_reasons.tolist(), filters),
+        "examples": removal_examples(table, representatives, rows, row_reasons.tolist(), settings),
     }
     write_stats(stats_path, stats)
     return stats
@@ -172,7 +175,7 @@ def filter_histograms(rows: list[dict], sizes: np.ndarray, reasons: list[str]) -
 
 
 def removal_examples(table: pa.Table, representatives: np.ndarray, rows: list[dict], reasons: list[str],
-                     filters: dict) -> list[dict]:
+                     filters: Filters) -> list[dict]:
     """The first EXAMPLES_PER_REASON removed files per reason (hash order) with the lines that removed them."""
     examples, seen = [], Counter()
     for i, (row, reason) in enumerate(zip(rows, reasons)):

@@ -7,9 +7,10 @@ from pathlib import Path
 
 from codeparrot.clean.bucket import clean_bucket
 from codeparrot.clean.filters import resolve_filters, stat_settings
-from codeparrot.clean.near_dedup import band_edges, band_groups, bucket_signatures, cluster_duplicates, optimal_bands
+from codeparrot.clean.near_dedup import band_edges, band_groups, bucket_signatures, cluster_duplicates, lsh_bands
 from codeparrot.clean.partition import partition_shard, shard_name
-from codeparrot.clean.publish import finalize_bucket, split_file_name, write_dataset_card
+from codeparrot.clean.publish import dataset_card
+from codeparrot.clean.split import SPLITS, split_bucket, split_file_name
 from codeparrot.config import validate_config
 
 # The schema is the one source of the defaults (workflow and library cannot drift apart).
@@ -47,7 +48,7 @@ def clean_dataset(raw_paths: list[str], work_dir: str, dataset_dir: str, seed: i
     near = s["near_dedup"]
     signature_stats, clusters, clusters_stats = [], None, None
     if near["enabled"]:
-        bands, rows = optimal_bands(near["threshold"], near["num_perm"], 1 - near["false_negative_weight"], near["false_negative_weight"])
+        bands, rows = lsh_bands(near)
         signatures = [str(work / "signatures" / f"bucket-{b:05d}.parquet") for b in range(n)]
         signature_stats = [str(work / "stats" / f"signatures-{b:05d}.json") for b in range(n)]
         for b in range(n):
@@ -61,8 +62,8 @@ def clean_dataset(raw_paths: list[str], work_dir: str, dataset_dir: str, seed: i
         cluster_duplicates(edges, signatures, clusters, clusters_stats)
     split_stats = [str(work / "stats" / f"split-{b:05d}.json") for b in range(n)]
     for b in range(n):
-        paths = {split: str(Path(dataset_dir) / "data" / split_file_name(split, b, n)) for split in ("train", "validation")}
-        finalize_bucket(filtered[b], clusters, b, paths, split_stats[b], seed, s["split"]["validation_fraction"], s["split"]["by"])
-    return write_dataset_card(dataset_dir, str(Path(dataset_dir) / "README.md"), str(work / "stats" / "clean"),
-                              partition_stats, bucket_stats, signature_stats, clusters_stats, split_stats,
-                              "CodeParrot clean Python", {"seed": seed, "clean": s})
+        paths = {split: str(Path(dataset_dir) / "data" / split_file_name(split, b, n)) for split in SPLITS}
+        split_bucket(filtered[b], clusters, b, paths, split_stats[b], seed, s["split"]["validation_fraction"], s["split"]["by"])
+    return dataset_card(dataset_dir, str(Path(dataset_dir) / "README.md"), str(work / "stats" / "clean"),
+                        partition_stats, bucket_stats, signature_stats, clusters_stats, split_stats,
+                        "CodeParrot clean Python", {"seed": seed, "clean": s})

@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from codeparrot.atomic import atomic_output
 from codeparrot.arrow import read_parquet
+from codeparrot.clean.doc_id import decode_doc_ids, encode_doc_ids
 from codeparrot.clean.stats import write_stats
 
 _WORD_BYTE = np.zeros(256, dtype=bool)
@@ -139,6 +140,13 @@ def optimal_bands(threshold: float, num_perm: int, fp_weight: float = 0.5, fn_we
     return best
 
 
+def lsh_bands(near_dedup: dict) -> tuple[int, int]:
+    """(bands, rows) for the `clean.near_dedup` config section: false negatives weigh
+    `false_negative_weight`, false positives the rest."""
+    weight = near_dedup["false_negative_weight"]
+    return optimal_bands(near_dedup["threshold"], near_dedup["num_perm"], 1 - weight, weight)
+
+
 def band_hashes(signatures: np.ndarray, bands: int, rows: int, seed: int) -> np.ndarray:
     """uint64 [files, bands]: one hash per band of `rows` signature values."""
     rng = np.random.default_rng(seed)
@@ -146,10 +154,6 @@ def band_hashes(signatures: np.ndarray, bands: int, rows: int, seed: int) -> np.
     sig = signatures[:, : bands * rows].astype(np.uint64).reshape(len(signatures), bands, rows)
     with np.errstate(over="ignore"):
         return _mix((sig * weights).sum(axis=2, dtype=np.uint64))
-
-
-def doc_id(bucket: int, rows: np.ndarray) -> np.ndarray:
-    return (np.uint64(bucket) << np.uint64(32)) | rows.astype(np.uint64)
 
 
 def bucket_signatures(
@@ -167,11 +171,11 @@ def bucket_signatures(
         signatures, counts = minhash_signatures(contents, ngram, num_perm, seed)
         eligible = counts >= min_words
         skipped += int((~eligible).sum())
-        ids.append(doc_id(bucket, start + np.flatnonzero(eligible)))
+        ids.append(encode_doc_ids(bucket, start + np.flatnonzero(eligible)))
         band_parts.append(band_hashes(signatures[eligible], bands, rows, seed))
     all_ids = np.concatenate(ids) if ids else np.zeros(0, dtype=np.uint64)
     all_bands = np.concatenate(band_parts) if band_parts else np.zeros((0, bands), dtype=np.uint64)
-    rows_taken = (all_ids & np.uint64(0xFFFFFFFF)).astype(np.int64)
+    _, rows_taken = decode_doc_ids(all_ids)
     columns = {"id": all_ids, "repo_name": table["repo_name"].take(rows_taken), "path": table["path"].take(rows_taken)}
     columns.update({f"band_{j:03d}": all_bands[:, j] for j in range(bands)})
     with atomic_output(out_path) as tmp:
@@ -243,6 +247,7 @@ def cluster_duplicates(edge_paths: list[str], signature_paths: list[str], out_pa
         table = table.filter(pc.is_in(table["id"], pa.array(members, pa.uint64())))
         for i, repo, p in zip(table["id"].to_pylist(), table["repo_name"].to_pylist(), table["path"].to_pylist()):
             names[i] = (repo, p)
+    bucket_of = dict(zip(members.tolist(), decode_doc_ids(members)[0].tolist()))
     groups: dict[int, list[int]] = {}
     for x in members.tolist():
         groups.setdefault(root[x], []).append(x)
@@ -251,7 +256,7 @@ def cluster_duplicates(edge_paths: list[str], signature_paths: list[str], out_pa
         ordered = sorted(group, key=lambda i: (names[i], i))
         keeper = ordered[0]
         for i in ordered:
-            for name, value in (("cluster", keeper), ("id", i), ("bucket", i >> 32), ("repo_name", names[i][0]),
+            for name, value in (("cluster", keeper), ("id", i), ("bucket", bucket_of[i]), ("repo_name", names[i][0]),
                                 ("path", names[i][1]), ("keep", i == keeper), ("size", len(group))):
                 rows[name].append(value)
     schema = pa.schema([("cluster", pa.uint64()), ("id", pa.uint64()), ("bucket", pa.int64()), ("repo_name", pa.string()),

@@ -60,3 +60,43 @@ def histogram(name: str, values) -> dict:
     values = np.asarray([v for v in values if v is not None], dtype=np.float64)
     bins = np.clip(np.searchsorted(edges, values, side="right") - 1, 0, len(edges) - 2)
     return {str(b): int(n) for b, n in zip(*np.unique(bins, return_counts=True))}
+
+
+# The stages of results/stats/clean/, in pipeline order; `clean` is the summary.
+STAGES = ("read", "exact_dedup_and_filters", "near_dedup", "split", "clean")
+
+
+def aggregate_clean_stats(
+    stats_dir: str, partition_stats: list[str], bucket_stats: list[str], signature_stats: list[str],
+    near_dedup_stats: str | None, split_stats: list[str],
+) -> dict[str, dict]:
+    """Add up the per-job statistics into one JSON per stage (STAGES) in `stats_dir`; checks that
+    every record read is accounted for (kept, removed or quarantined)."""
+    read = sum_stats([{k: v for k, v in s.items() if k != "shard"} for s in read_stats(partition_stats)])
+    buckets = sum_stats([{k: v for k, v in s.items() if k != "bucket"} for s in read_stats(bucket_stats)])
+    near = read_stats([near_dedup_stats])[0] if near_dedup_stats else {"clusters": 0, "removed": 0}
+    signed = sum_stats([{k: v for k, v in s.items() if k in ("files", "signed", "skipped_short")} for s in read_stats(signature_stats)])
+    near = {**near, **signed}
+    final = sum_stats([{k: v for k, v in s.items() if k != "bucket"} for s in read_stats(split_stats)])
+    removed = dict(buckets["removed_by_reason"])
+    removed["exact_duplicate"] = buckets["exact_dedup"]["removed"]
+    removed["near_duplicate"] = final["near_duplicates_removed"]
+    kept = sum(s["records"] for s in final["splits"].values())
+    summary = {
+        "records_in": read["records_in"],
+        "bytes_in": read["bytes_in"],
+        "quarantined": read["quarantined"],
+        "quarantined_by_reason": read["quarantined_by_reason"],
+        "normalised": read["normalised"],
+        "removed_by_reason": dict(sorted(removed.items())),
+        "kept": kept,
+        "splits": final["splits"],
+    }
+    # The accounting identity: nothing is dropped silently.
+    accounted = kept + sum(removed.values()) + read["quarantined"]
+    if accounted != read["records_in"]:
+        raise RuntimeError(f"accounting mismatch: {read['records_in']} records in, {accounted} accounted for")
+    per_stage = {"read": read, "exact_dedup_and_filters": buckets, "near_dedup": near, "split": final, "clean": summary}
+    for stage, stats in per_stage.items():
+        write_stats(Path(stats_dir) / f"{stage}.json", stats)
+    return per_stage

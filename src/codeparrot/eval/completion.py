@@ -23,7 +23,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from codeparrot.arrow import read_parquet
-from codeparrot.clean.filters import seeded_uniform
+from codeparrot.clean.seeded import seeded_uniform
 from codeparrot.eval.humaneval import read_problems
 from codeparrot.raw import write_json
 
