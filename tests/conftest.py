@@ -15,9 +15,13 @@ def run_snakemake(args, workdir=None, check=True, timeout=900, env=None):
     if workdir is not None:
         cmd += ["-d", str(workdir)]
     full_env = {**os.environ, **(env or {})}
-    proc = subprocess.run(cmd + list(args), cwd=workdir or ROOT, capture_output=True, text=True, timeout=timeout, env=full_env)
+    proc = subprocess.run(
+        cmd + list(args), cwd=workdir or ROOT, capture_output=True, text=True, timeout=timeout, env=full_env
+    )
     if check and proc.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+        raise AssertionError(
+            f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+        )
     return proc
 
 

@@ -119,7 +119,8 @@ def no_new_processes_filter() -> bytes:
     for name in ("fork", "vfork"):
         rules.add_rule(seccomp.ERRNO(errno.EAGAIN), name)
     rules.add_rule(seccomp.ERRNO(errno.EAGAIN), "clone", seccomp.Arg(0, seccomp.MASKED_EQ, CLONE_THREAD, 0))
-    rules.add_rule(seccomp.ERRNO(errno.ENOSYS), "clone3")  # its flags are out of seccomp's reach; libc falls back to clone
+    # clone3's flags are out of seccomp's reach; libc falls back to clone.
+    rules.add_rule(seccomp.ERRNO(errno.ENOSYS), "clone3")
     read, write = os.pipe()
     with os.fdopen(write, "wb") as out:
         rules.export_bpf(out)
@@ -201,7 +202,7 @@ class Sandbox:
         return (f"bubblewrap ({self.command[0]}): own user/mount/pid/network namespaces, read-only /usr "
                 f"and interpreter, {self.limits.max_write_mb} MiB private tmpfs, uid {SANDBOX_ID}")
 
-    def start(self, program: str, entry_point: str) -> "Child":
+    def start(self, program: str, entry_point: str) -> Child:
         """The child that will run `program`; `with` it to get the callable standing for its function."""
         try:
             child = self._spares.get_nowait()
@@ -219,7 +220,7 @@ class Sandbox:
             except queue.Empty:
                 return
 
-    def __enter__(self) -> "Sandbox":
+    def __enter__(self) -> Sandbox:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -250,7 +251,7 @@ class Child:
         for pipe in (self.process.stdin, self.process.stdout):
             os.set_blocking(pipe.fileno(), False)
 
-    def __enter__(self) -> "SandboxedFunction":
+    def __enter__(self) -> SandboxedFunction:
         self.deadline = time.monotonic() + STARTUP_GRACE_S
         try:
             hello = self._receive()
