@@ -2,15 +2,13 @@
 (`snakemake -n`) and passes `snakemake --lint`. Dry runs only: the sources themselves run for
 real in tests/test_source_*.py and tests/test_slurm.py."""
 
-import re
-
 import pytest
 import yaml
 
-from conftest import ROOT, run_snakemake
+from conftest import ROOT, planned_rules, run_snakemake
 
 SCENARIOS = sorted((ROOT / ".test").glob("*/config.yaml"))
-# The first rule of each source kind; every kind then runs the same stages.
+# The rules that only this source kind runs; every kind then runs the same stages.
 SOURCE_RULES = {
     "local": {"collect_local"},
     "gcs": {"gcs_download"},
@@ -22,11 +20,9 @@ DOWNSTREAM = {"clean_bucket", "clean_split", "train_tokenizer", "pretokenize", "
 
 # Run from the repository root as a user does (profiles/slurm names config/codeparrot.yaml relative
 # to it), with `-d` keeping what Snakemake writes out of the checkout.
-def planned_rules(args, workdir):
-    """Rule names in the job stats of `snakemake -n` with `args`."""
-    out = run_snakemake(["-n", "-d", str(workdir), *args]).stdout
-    table = out.split("Job stats:", 1)[1].split("total", 1)[0]
-    return set(re.findall(r"^(\w+)\s+\d+\s*$", table, re.M))
+def dry_run(args, workdir):
+    """Rule names that `snakemake -n` plans with `args`."""
+    return planned_rules(run_snakemake(["-n", "-d", str(workdir), *args]).stdout)
 
 
 def assert_lint_clean(args, workdir):
@@ -43,7 +39,7 @@ def test_every_source_kind_has_a_scenario():
 def test_scenario_plans_the_whole_dag_and_lints_clean(scenario, tmp_path):
     args = ["--configfile", str(scenario)]
     kind = yaml.safe_load(scenario.read_text())["source"]["kind"]
-    planned = planned_rules(args, tmp_path)
+    planned = dry_run(args, tmp_path)
     assert SOURCE_RULES[kind] | DOWNSTREAM <= planned
     other_sources = set().union(*SOURCE_RULES.values()) - SOURCE_RULES[kind]
     assert not planned & other_sources, f"{scenario}: rules of another source kind planned"
@@ -53,6 +49,6 @@ def test_scenario_plans_the_whole_dag_and_lints_clean(scenario, tmp_path):
 def test_slurm_profile_plans_the_full_reproduction_and_lints_clean(tmp_path):
     """`snakemake --profile profiles/slurm` as the README runs it (config/codeparrot.yaml, BigQuery)."""
     args = ["--profile", str(ROOT / "profiles/slurm")]
-    planned = planned_rules(args, tmp_path)
+    planned = dry_run(args, tmp_path)
     assert SOURCE_RULES["bigquery"] | DOWNSTREAM <= planned
     assert_lint_clean(args, tmp_path)

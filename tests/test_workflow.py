@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from chromium import Chromium, chromium_path
-from conftest import ROOT, run_snakemake
+from conftest import ROOT, planned_rules, run_snakemake
 
 TINY = ROOT / "tests/config/tiny.yaml"
 # Clicks the innermost element showing exactly `text` (a menu entry of the report); false if none.
@@ -41,11 +41,7 @@ def planned_jobs(workdir, change=None):
         overlay = workdir / "change.yaml"
         overlay.write_text(yaml.safe_dump(change))
         args.append(str(overlay))
-    out = run_snakemake(args, workdir=workdir).stdout
-    if "Nothing to be done" in out:
-        return set()
-    table = out.split("Job stats:", 1)[1].split("total", 1)[0]
-    return set(re.findall(r"^(\w+)\s+\d+\s*$", table, re.M))
+    return planned_rules(run_snakemake(args, workdir=workdir).stdout)
 
 
 @pytest.mark.slow
