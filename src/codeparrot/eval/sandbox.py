@@ -12,6 +12,10 @@ namespaces; a read-only view of /usr and the interpreter only; a size-capped pri
 its only writable place; no capabilities, no new privileges, a non-root uid; resource limits set
 before the program is read. When the sample is over the sandbox's process tree is killed whole
 (its pid namespace dies with it). If this cannot be set up, nothing runs (SandboxError).
+
+Longer than the project's usual module on purpose: the isolation set-up, the judge's side of the
+protocol and the judge itself are one security boundary, read and reviewed together with
+docs/sandbox.md; the untrusted side is sandbox_child.py.
 """
 
 from __future__ import annotations
