@@ -21,8 +21,8 @@ run: venv
 	snakemake --report report.html
 	@echo "Report: $(CURDIR)/report.html (open it in a browser)"
 
-## Everything the tests need (services included), then the test suite.
-test: venv test-deps
+## Everything the tests need (services included), the linters, then the test suite.
+test: venv test-deps lint
 	pytest
 
 # The BigQuery emulator (local-bigquery) needs Python 3.13: its own venv, used by tests/emulators/.
@@ -49,5 +49,9 @@ $(BIGQUERY_VENV)/.installed: tests/emulators/requirements-bigquery.lock
 	$(BIGQUERY_VENV)/bin/pip install --quiet --no-deps -r tests/emulators/requirements-bigquery.lock
 	touch $@
 
+## Linters and formatters in check mode (configs in pyproject.toml); the .test/ scenarios are linted by
+## tests/test_scenarios.py.
 lint: venv
+	ruff check .
+	snakefmt --check .
 	snakemake --lint

@@ -3,6 +3,12 @@
 # `snakemake --profile profiles/slurm` is the full reproduction (config/codeparrot.yaml).
 import os
 
+from snakemake.utils import min_version
+
+# The version pinned in requirements.lock, the one the tests run.
+min_version("9.27.1")
+
+
 # Resolved beside this file, so `snakemake -d <dir>` runs the same default elsewhere.
 configfile: os.path.join(workflow.basedir, "config/config.yaml")
 
@@ -15,6 +21,7 @@ include: "workflow/rules/model.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/eval.smk"
 include: "workflow/rules/report.smk"
+
 
 # `snakemake --report report.html`: this text heads the report; the pages come from report.smk.
 report: "workflow/report/workflow.rst"

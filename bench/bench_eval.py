@@ -1,6 +1,7 @@
 """Evaluation benchmarks: HumanEval generation tokens/s and sandboxed execution programs/s.
 
-    .venv/bin/python bench/bench_eval.py [--problems 16] [--samples 2] [--new-tokens 64] [--programs 164] [--workers 2] [--threads 1]
+    .venv/bin/python bench/bench_eval.py [--problems 16] [--samples 2] [--new-tokens 64] [--programs 164]
+        [--workers 2] [--threads 1]
 
 Generation: a tiny random GPT-2 (tokenizer trained on stdlib files, offline) completes the
 first problems with few samples each: batches of several prompts (left-padded, as the rule runs

@@ -74,7 +74,8 @@ class Chromium:
                 self.events.append(reply)
 
     def evaluate(self, expression: str):
-        result = self.call("Runtime.evaluate", session=True, expression=expression, returnByValue=True, awaitPromise=True)
+        result = self.call("Runtime.evaluate", session=True, expression=expression, returnByValue=True,
+                           awaitPromise=True)
         if "exceptionDetails" in result:
             raise RuntimeError(f"{expression[:80]}: {result['exceptionDetails']}")
         return result["result"].get("value")
@@ -99,9 +100,10 @@ class Chromium:
         while frames:
             frame = frames.pop()
             frames += frame.get("childFrames", [])
-            context = self.call("Page.createIsolatedWorld", session=True, frameId=frame["frame"]["id"])["executionContextId"]
-            result = self.call("Runtime.evaluate", session=True, contextId=context, returnByValue=True,
-                               expression="document.readyState === 'complete' && document.body ? document.body.innerText : ''")
+            world = self.call("Page.createIsolatedWorld", session=True, frameId=frame["frame"]["id"])
+            text = "document.readyState === 'complete' && document.body ? document.body.innerText : ''"
+            result = self.call("Runtime.evaluate", session=True, contextId=world["executionContextId"],
+                               returnByValue=True, expression=text)
             texts.append(result["result"].get("value") or "")
         return texts
 
@@ -118,7 +120,8 @@ class Chromium:
         for event in self.events:
             method, params = event["method"], event.get("params", {})
             if method == "Runtime.consoleAPICalled" and params.get("type") in ("error", "assert"):
-                found.append("console: " + " ".join(str(a.get("value", a.get("description"))) for a in params.get("args", [])))
+                args = params.get("args", [])
+                found.append("console: " + " ".join(str(a.get("value", a.get("description"))) for a in args))
             elif method == "Runtime.exceptionThrown":
                 details = params.get("exceptionDetails", {})
                 found.append(f"exception: {details.get('exception', {}).get('description') or details.get('text')}")

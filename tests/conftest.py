@@ -1,4 +1,5 @@
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,10 +16,22 @@ def run_snakemake(args, workdir=None, check=True, timeout=900, env=None):
     if workdir is not None:
         cmd += ["-d", str(workdir)]
     full_env = {**os.environ, **(env or {})}
-    proc = subprocess.run(cmd + list(args), cwd=workdir or ROOT, capture_output=True, text=True, timeout=timeout, env=full_env)
+    proc = subprocess.run(
+        cmd + list(args), cwd=workdir or ROOT, capture_output=True, text=True, timeout=timeout, env=full_env
+    )
     if check and proc.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+        raise AssertionError(
+            f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+        )
     return proc
+
+
+def planned_rules(stdout: str) -> set[str]:
+    """Rule names in the job stats that `snakemake -n` printed; empty when nothing is to be done."""
+    if "Nothing to be done" in stdout:
+        return set()
+    table = stdout.split("Job stats:", 1)[1].split("total", 1)[0]
+    return set(re.findall(r"^(\w+)\s+\d+\s*$", table, re.M))
 
 
 @pytest.fixture

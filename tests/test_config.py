@@ -64,9 +64,12 @@ def test_every_problem_is_listed_at_once():
     "override, expected",
     [
         (["source={'min_size': 'small'}"], r"config key `source.min_size`: 'small' is not of type 'integer'"),
-        (["source={'colour': 'red'}"], r"config key `source`: Additional properties are not allowed \('colour' was unexpected\); allowed keys: .*kind"),
+        (["source={'colour': 'red'}"],
+         r"config key `source`: Additional properties are not allowed \('colour' was unexpected\); "
+         r"allowed keys: .*kind"),
         (["seed=-1"], r"config key `seed`: -1 is less than the minimum of 0"),
-        (["source={'gcs': {'prefix': '../../../../tmp/x'}}"], r"config key `source.gcs.prefix`: .* no `.` or `..` component"),
+        (["source={'gcs': {'prefix': '../../../../tmp/x'}}"],
+         r"config key `source.gcs.prefix`: .* no `.` or `..` component"),
         (["publish={'repo_id': 'not a repo id'}"], r"config key `publish.repo_id`: 'not a repo id' does not match"),
     ],
     ids=["wrong-type", "unknown-key", "out-of-range", "prefix-outside-results", "bad-repo-id"],
@@ -97,8 +100,8 @@ def test_nested_override_strings_are_coerced_to_the_declared_type():
 
 def test_nested_override_plans_the_run(tmp_path):
     """The README's `snakemake -n --config ...` with a nested key: planned with the values given."""
-    proc = run_snakemake(["-n", "results/train/metrics.jsonl", "--config", 'train={"max_steps": 5, "runtime_minutes": 7}'],
-                         workdir=tmp_path)
+    override = 'train={"max_steps": 5, "runtime_minutes": 7}'
+    proc = run_snakemake(["-n", "results/train/metrics.jsonl", "--config", override], workdir=tmp_path)
     train_job = proc.stdout[proc.stdout.index("rule train:"):]
     assert "runtime=7," in train_job.split("\n\n")[0]  # a nested integer override reaches the plan
     assert not (tmp_path / "results").exists()

@@ -220,7 +220,8 @@ def test_rule_passes_every_canonical_solution_and_fails_every_empty_body(problem
     assert "pass@10" not in summary["per_temperature"]["0.2"]  # only 1 sample per problem
     assert summary["best"] == {"pass@1": {"value": 1.0, "temperature": 0.2}}
     assert summary["isolation"] == "bubblewrap"
-    results = [json.loads(line) for line in (tmp_path / "results/eval/humaneval_results.jsonl").read_text().splitlines()]
+    lines = (tmp_path / "results/eval/humaneval_results.jsonl").read_text().splitlines()
+    results = [json.loads(line) for line in lines]
     assert [(r["task_id"], r["temperature"]) for r in results] == [(s["task_id"], s["temperature"]) for s in samples]
     assert {r["result"] for r in results[164:]} == {"failed: AssertionError", "failed: TypeError"}
 

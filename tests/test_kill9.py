@@ -23,7 +23,8 @@ LOOPS = 3
 
 
 def run_job(module: str, function: str, kwargs: dict, kill_after: float | None = None) -> float:
-    """Run one job as its own process (as Snakemake does); SIGKILL it after `kill_after` seconds. Returns its wall time."""
+    """Run one job as its own process (as Snakemake does); SIGKILL it after `kill_after` seconds.
+    Returns its wall time."""
     start = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-c", CHILD.format(module=module, function=function), json.dumps(kwargs)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
@@ -74,7 +75,8 @@ def test_kill9_of_partition_and_bucket_jobs_then_rerun_is_identical(tmp_path):
         for loop in range(LOOPS):
             out = tmp_path / f"{name}-{loop}"
             run_job(module, function, kwargs(out), kill_after=rng.uniform(0, seconds))
-            assert all(want[path] == data for path, data in snapshot(out).items()), f"{name}: a partial output after kill -9"
+            partial = [path for path, data in snapshot(out).items() if want[path] != data]
+            assert not partial, f"{name}: a partial output after kill -9: {partial}"
             run_job(module, function, kwargs(out))
             assert snapshot(out) == want, f"{name}, loop {loop}"
 
@@ -88,7 +90,8 @@ def test_kill9_of_the_train_job_then_rerun_matches(train_fixture, tmp_path, monk
     values = dict(max_steps=20, save_every=4, eval_every=10, log_every=2)
     reference = tmp_path / "reference"
     start = time.perf_counter()
-    subprocess.run(train_command(write_settings(settings(fx, reference, **values))), check=True, capture_output=True, timeout=300)
+    command = train_command(write_settings(settings(fx, reference, **values)))
+    subprocess.run(command, check=True, capture_output=True, timeout=300)
     seconds = time.perf_counter() - start
     want = load_file(reference / "model" / "model.safetensors")
     for loop in range(2):

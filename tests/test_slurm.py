@@ -300,7 +300,8 @@ def dry_run_resources(configfile: Path, workdir: Path, *targets: str) -> dict[st
         cwd=ROOT, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, output(proc)[-4000:]
     found = {}
-    for rule, resources in re.findall(r"(?:rule|checkpoint) (\w+):\n(?:[^\n]*\n)*?\s+resources: ([^\n]*)", proc.stdout + proc.stderr):
+    job = r"(?:rule|checkpoint) (\w+):\n(?:[^\n]*\n)*?\s+resources: ([^\n]*)"
+    for rule, resources in re.findall(job, proc.stdout + proc.stderr):
         found[rule] = dict(item.split("=", 1) for item in resources.split(", "))
     return found
 

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from chromium import Chromium, chromium_path
-from conftest import ROOT, run_snakemake
+from conftest import ROOT, planned_rules, run_snakemake
 
 TINY = ROOT / "tests/config/tiny.yaml"
 # Clicks the innermost element showing exactly `text` (a menu entry of the report); false if none.
@@ -41,11 +41,7 @@ def planned_jobs(workdir, change=None):
         overlay = workdir / "change.yaml"
         overlay.write_text(yaml.safe_dump(change))
         args.append(str(overlay))
-    out = run_snakemake(args, workdir=workdir).stdout
-    if "Nothing to be done" in out:
-        return set()
-    table = out.split("Job stats:", 1)[1].split("total", 1)[0]
-    return set(re.findall(r"^(\w+)\s+\d+\s*$", table, re.M))
+    return planned_rules(run_snakemake(args, workdir=workdir).stdout)
 
 
 @pytest.mark.slow
@@ -103,7 +99,8 @@ def test_report_renders_in_chromium_with_every_page_and_image(finished_run, kind
                         browser.wait(f"[...document.images].some(i => i.getAttribute('src') === {uri} && i.complete "
                                      "&& i.naturalWidth > 100)")
                     elif path.endswith(".html"):
-                        browser.wait(f"[...document.querySelectorAll('iframe')].some(f => f.getAttribute('src') === {uri})")
+                        frames = "[...document.querySelectorAll('iframe')]"
+                        browser.wait(f"{frames}.some(f => f.getAttribute('src') === {uri})")
                         title = re.search(r"<title>(.*?)</title>", (finished_run / path).read_text()).group(1)
                         browser.wait_for_frame_text(html.unescape(title))
                     seen.add(path)
@@ -115,8 +112,10 @@ def test_report_renders_in_chromium_with_every_page_and_image(finished_run, kind
 @pytest.mark.parametrize(
     "change, expected",
     [
-        ({"clean": {"split": {"validation_fraction": 0.1}}}, PUBLISH | TOKENIZER | TOKENS | MODEL | TRAIN | EVAL | REPORT),
-        ({"clean": {"near_dedup": {"threshold": 0.9}}}, DATA - {"clean_bucket"} | PUBLISH | TOKENIZER | TOKENS | MODEL | TRAIN | EVAL | REPORT),
+        ({"clean": {"split": {"validation_fraction": 0.1}}},
+         PUBLISH | TOKENIZER | TOKENS | MODEL | TRAIN | EVAL | REPORT),
+        ({"clean": {"near_dedup": {"threshold": 0.9}}},
+         DATA - {"clean_bucket"} | PUBLISH | TOKENIZER | TOKENS | MODEL | TRAIN | EVAL | REPORT),
         ({"tokenizer": {"vocab_size": 2048}}, TOKENIZER | TOKENS | MODEL | TRAIN | EVAL | REPORT),
         ({"model": {"context_length": 256}}, MODEL | TRAIN | EVAL | REPORT),
         ({"train": {"learning_rate": 0.002}}, TRAIN | EVAL | REPORT),

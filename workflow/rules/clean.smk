@@ -12,8 +12,10 @@ CLEAN = config["clean"]
 BUCKETS = [f"{b:05d}" for b in range(NUM_BUCKETS)]
 CLEAN_FILTERS = resolve_filters(CLEAN["preset"], CLEAN["filters"])
 # Paths the clean jobs read from outside the workflow: fail before any job if they are missing.
-for key, path in (("clean.filters.char_token_ratio.tokenizer", CLEAN["filters"]["char_token_ratio"]["tokenizer"]),
-                  ("clean.decontaminate.mbpp_path", CLEAN["decontaminate"]["mbpp_path"])):
+for key, path in (
+    ("clean.filters.char_token_ratio.tokenizer", CLEAN["filters"]["char_token_ratio"]["tokenizer"]),
+    ("clean.decontaminate.mbpp_path", CLEAN["decontaminate"]["mbpp_path"]),
+):
     if path and not os.path.exists(path):
         raise ValueError(f"config key `{key}`: {path} does not exist; give an existing path or null")
 NEAR_DEDUP = CLEAN["near_dedup"]
@@ -180,7 +182,11 @@ rule dataset_card:
         validation=dataset_files("validation"),
         partition_stats=partition_stats,
         bucket_stats=expand("results/stats/clean/bucket/bucket-{bucket}.json", bucket=BUCKETS),
-        signature_stats=expand("results/stats/clean/signatures/bucket-{bucket}.json", bucket=BUCKETS) if NEAR_DEDUP["enabled"] else [],
+        signature_stats=(
+            expand("results/stats/clean/signatures/bucket-{bucket}.json", bucket=BUCKETS)
+            if NEAR_DEDUP["enabled"]
+            else []
+        ),
         near_dedup_stats="results/stats/clean/near_dedup/clusters.json" if NEAR_DEDUP["enabled"] else [],
         split_stats=expand("results/stats/clean/split/bucket-{bucket}.json", bucket=BUCKETS),
     output:

@@ -37,7 +37,12 @@ rule tokenizer_report:
         validation=lambda w: dataset_files("validation"),
     output:
         json="results/reports/tokenizer.json",
-        md=report("results/reports/tokenizer.md", category="2. Tokenizer", subcategory="Summary", caption="../report/tokenizer.rst"),
+        md=report(
+            "results/reports/tokenizer.md",
+            category="2. Tokenizer",
+            subcategory="Summary",
+            caption="../report/tokenizer.rst",
+        ),
     params:
         n_files=TOKENIZER["report"]["n_files"],
         baseline_roots=TOKENIZER["report"]["baseline_roots"],
@@ -82,10 +87,12 @@ rule pretokenize:
 rule tokens_meta:
     input:
         # One shard per published parquet file of each split (dataset_files: see clean.smk).
-        unpack(lambda w: {
-            split: [f"results/tokens/{split}/shard-{i:05d}.bin" for i in range(len(dataset_files(split)))]
-            for split in PRETOKENIZE["splits"]
-        }),
+        unpack(
+            lambda w: {
+                split: [f"results/tokens/{split}/shard-{i:05d}.bin" for i in range(len(dataset_files(split)))]
+                for split in PRETOKENIZE["splits"]
+            }
+        ),
         tokenizer=TOKENIZER_FILES,
     output:
         "results/tokens/meta.json",

@@ -12,6 +12,10 @@ namespaces; a read-only view of /usr and the interpreter only; a size-capped pri
 its only writable place; no capabilities, no new privileges, a non-root uid; resource limits set
 before the program is read. When the sample is over the sandbox's process tree is killed whole
 (its pid namespace dies with it). If this cannot be set up, nothing runs (SandboxError).
+
+Longer than the project's usual module on purpose: the isolation set-up, the judge's side of the
+protocol and the judge itself are one security boundary, read and reviewed together with
+docs/sandbox.md; the untrusted side is sandbox_child.py.
 """
 
 from __future__ import annotations
@@ -119,7 +123,8 @@ def no_new_processes_filter() -> bytes:
     for name in ("fork", "vfork"):
         rules.add_rule(seccomp.ERRNO(errno.EAGAIN), name)
     rules.add_rule(seccomp.ERRNO(errno.EAGAIN), "clone", seccomp.Arg(0, seccomp.MASKED_EQ, CLONE_THREAD, 0))
-    rules.add_rule(seccomp.ERRNO(errno.ENOSYS), "clone3")  # its flags are out of seccomp's reach; libc falls back to clone
+    # clone3's flags are out of seccomp's reach; libc falls back to clone.
+    rules.add_rule(seccomp.ERRNO(errno.ENOSYS), "clone3")
     read, write = os.pipe()
     with os.fdopen(write, "wb") as out:
         rules.export_bpf(out)
@@ -201,7 +206,7 @@ class Sandbox:
         return (f"bubblewrap ({self.command[0]}): own user/mount/pid/network namespaces, read-only /usr "
                 f"and interpreter, {self.limits.max_write_mb} MiB private tmpfs, uid {SANDBOX_ID}")
 
-    def start(self, program: str, entry_point: str) -> "Child":
+    def start(self, program: str, entry_point: str) -> Child:
         """The child that will run `program`; `with` it to get the callable standing for its function."""
         try:
             child = self._spares.get_nowait()
@@ -219,7 +224,7 @@ class Sandbox:
             except queue.Empty:
                 return
 
-    def __enter__(self) -> "Sandbox":
+    def __enter__(self) -> Sandbox:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -250,7 +255,7 @@ class Child:
         for pipe in (self.process.stdin, self.process.stdout):
             os.set_blocking(pipe.fileno(), False)
 
-    def __enter__(self) -> "SandboxedFunction":
+    def __enter__(self) -> SandboxedFunction:
         self.deadline = time.monotonic() + STARTUP_GRACE_S
         try:
             hello = self._receive()

@@ -1,7 +1,7 @@
 """The process inside the sandbox: defines the generated program, then calls its function on the
 inputs the judge sends and sends back what it returned. Standard library only (it runs as
 `python -I -S -B` with nothing of the project mounted but this file), and only modules that load
-fast: json's import alone would double the start-up time of a sample.
+fast: json's import alone is a large part of a sample's start-up (measured in docs/sandbox.md).
 
 Nothing here is trusted: the generated program shares this process and may replace any of it.
 The judge (codeparrot.eval.sandbox) treats every reply as a claim about a return value, decodes
@@ -146,7 +146,7 @@ def main() -> None:
     function = namespace.get(entry_point)
     while (call := receive(requests)) is not None:
         args, kwargs = call
-        reply(replies, lambda: function(*args, **kwargs))
+        reply(replies, lambda: function(*args, **kwargs))  # noqa: B023 (reply calls it at once)
 
 
 if __name__ == "__main__":
