@@ -56,14 +56,16 @@ def bare_loop(folder: Path, steps: int, keep_memory: bool, seq: int, batch_size:
               speed: dict) -> dict:
     """tokens/s, MFU and peak memory of the plainest loop over the same windows as codeparrot.train,
     with the same GPU optimisations (`speed`: compile, chunked_loss, gradient_checkpointing)."""
-    if keep_memory:
-        import codeparrot.train  # noqa: F401  (sets M_MMAP_MAX=0 on import, before torch allocates)
     import torch
     from transformers import AutoModelForCausalLM
 
-    from codeparrot.train import flops_per_token, peak_flops
-    from codeparrot.train_data import TokenWindows
-    from codeparrot.train_speed import ChunkedLossLM
+    from codeparrot.train.data import TokenWindows
+    from codeparrot.train.loop import keep_freed_memory_in_process
+    from codeparrot.train.speed import ChunkedLossLM
+    from codeparrot.train.throughput import flops_per_token, peak_flops
+
+    if keep_memory:
+        keep_freed_memory_in_process()  # as codeparrot.train does, before the model is loaded
 
     torch.manual_seed(1)
     cuda = torch.cuda.is_available()
@@ -146,7 +148,7 @@ def loader_rates(folder: Path, kinds: list[str], seq: int, batch_size: int, seco
     """Tokens/s of the data inputs with no model attached."""
     from transformers import AutoTokenizer
 
-    from codeparrot.train_data import open_source
+    from codeparrot.train.data import open_source
 
     tokenizer = AutoTokenizer.from_pretrained(folder / "model")
     rates = {}

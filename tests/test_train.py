@@ -16,9 +16,11 @@ import torch
 from safetensors.torch import load_file
 
 from codeparrot.launch import accelerate_command, run_accelerate
-from codeparrot.train import (SETTINGS_FILE, STATE_FILE, TrainSettings, input_fingerprint, latest_checkpoint,
-                              launch_training, param_groups, perplexity, push_train_model, resume_conflicts,
-                              with_accumulation)
+from codeparrot.train.checkpoints import STATE_FILE, input_fingerprint, latest_checkpoint, resume_conflicts
+from codeparrot.train.launch import launch_training, push_train_model
+from codeparrot.train.loop import param_groups
+from codeparrot.train.metrics import perplexity
+from codeparrot.train.settings import SETTINGS_FILE, TrainSettings, with_accumulation
 
 
 @pytest.fixture(autouse=True)

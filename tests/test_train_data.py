@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from codeparrot.tokens import open_split
-from codeparrot.train_data import PackedStream, TokenWindows, open_source, validation_batches
+from codeparrot.train.data import PackedStream, TokenWindows, open_source, validation_batches
 from train_fixtures import corpus_tokens
 
 SEQ = 64

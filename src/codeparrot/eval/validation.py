@@ -13,8 +13,8 @@ import torch
 from tqdm.auto import tqdm
 
 from codeparrot.raw import write_json
-from codeparrot.train import perplexity
-from codeparrot.train_data import TokenWindows
+from codeparrot.train.metrics import perplexity
+from codeparrot.train.data import TokenWindows
 
 
 @torch.no_grad()
