@@ -15,6 +15,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from codeparrot.config import schema_defaults
 from codeparrot.launch import accelerate_command, run_accelerate
 from codeparrot.train.checkpoints import STATE_FILE, input_fingerprint, latest_checkpoint, resume_conflicts
 from codeparrot.train.launch import launch_training, push_train_model
@@ -25,7 +26,7 @@ from codeparrot.train.settings import SETTINGS_FILE, TrainSettings, with_accumul
 
 @pytest.fixture(autouse=True)
 def one_thread(monkeypatch):
-    # Two OpenMP threads on cores that other jobs also use run 8x slower than one (measured).
+    # Two OpenMP threads on cores that other jobs also use run far slower than one.
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
 
 
@@ -164,6 +165,16 @@ def test_global_batch_sets_accumulation_for_any_process_count(train_fixture, tmp
     assert [with_accumulation(base, world).gradient_accumulation_steps for world in (1, 2, 16)] == [16, 8, 1]
     with pytest.raises(ValueError, match=r"train.global_batch_size=32 is not a multiple of .* 2 × 3"):
         with_accumulation(base, 3)
+
+
+def test_settings_defaults_are_the_schemas():
+    """TrainSettings without arguments = the `train` section the workflow fills in from the schema."""
+    config = schema_defaults()
+    train = config["train"]
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainSettings) if f.default is not dataclasses.MISSING}
+    expected = {**{k: v for k, v in train.items() if k in defaults}, "seed": config["seed"],
+                **{f"wandb_{k}": v for k, v in train["wandb"].items()}, "checkpoint_repo_id": None}
+    assert defaults == expected
 
 
 def test_no_weight_decay_on_biases_and_layernorm(train_fixture):
