@@ -195,7 +195,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16, help="sequences per step")
     parser.add_argument("--vocab", type=int, default=8192, help="model vocabulary")
     parser.add_argument("--mixed-precision", choices=["no", "bf16", "fp16"],
-                        help="default: bf16 on a GPU, no on the CPU (bf16 is ~24x slower there)")
+                        help="default: bf16 on a GPU, no on the CPU (where bf16 is emulated, slowly)")
     parser.add_argument("--overrides", type=json.loads, default={}, help='model config overrides (JSON), as model.overrides')
     parser.add_argument("--loaders", nargs="*", default=["tokens", "dataset"], help="data inputs to time alone")
     parser.add_argument("--compile", choices=["auto", "true", "false"], default="auto", help="torch.compile (auto: on a GPU)")

@@ -211,6 +211,13 @@ def test_hub_push_without_repo_says_which_key_to_set(tmp_path):
         push_train_model(str(tmp_path), None, "codeparrot-tiny", str(tmp_path / "receipt.json"))
 
 
+def test_evaluation_imports_no_training_code():
+    """The evaluation stage shares perplexity and the token windows, not the loop (nor its allocator tweak)."""
+    code = "import sys, codeparrot.eval.validation; print(sorted(m for m in sys.modules if m.startswith('codeparrot.train')))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert json.loads(loaded.replace("'", '"')) == ["codeparrot.train", "codeparrot.train.data", "codeparrot.train.metrics"]
+
+
 def test_perplexity_overflow_is_inf():
     assert perplexity(0.0) == 1.0
     assert perplexity(1e4) == float("inf")
