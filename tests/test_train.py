@@ -213,9 +213,10 @@ def test_hub_push_without_repo_says_which_key_to_set(tmp_path):
 
 def test_evaluation_imports_no_training_code():
     """The evaluation stage shares perplexity and the token windows, not the loop (nor its allocator tweak)."""
-    code = "import sys, codeparrot.eval.validation; print(sorted(m for m in sys.modules if m.startswith('codeparrot.train')))"
+    code = ("import json, sys, codeparrot.eval.validation; "
+            "print(json.dumps(sorted(m for m in sys.modules if m.startswith('codeparrot.train'))))")
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert json.loads(loaded.replace("'", '"')) == ["codeparrot.train", "codeparrot.train.data", "codeparrot.train.metrics"]
+    assert json.loads(loaded) == ["codeparrot.train", "codeparrot.train.data", "codeparrot.train.metrics"]
 
 
 def test_perplexity_overflow_is_inf():

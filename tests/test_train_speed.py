@@ -92,7 +92,7 @@ def test_micro_batch_search_finds_the_largest_divisor_that_fits():
     for limit in (1, 5, 40, 192, 1000):
         tried = []
 
-        def fits(b):
+        def fits(b, tried=tried, limit=limit):
             tried.append(b)
             return b <= limit
 

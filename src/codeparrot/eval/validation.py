@@ -7,6 +7,7 @@ context, read in order (no shuffling), so the same model and data always give th
 from __future__ import annotations
 
 import logging
+import math
 import time
 from pathlib import Path
 
@@ -50,7 +51,7 @@ def validation_loss(model_dir: str | Path, tokens_dir: str | Path, output: str |
         "model": str(model_dir), "device": device.type,
     }
     # json writes an overflowed perplexity as Infinity, which strict JSON readers refuse.
-    write_json(output, {**result, "perplexity": result["perplexity"] if result["perplexity"] != float("inf") else "inf"})
+    write_json(output, {**result, "perplexity": "inf" if math.isinf(result["perplexity"]) else result["perplexity"]})
     logger.info("validation loss %.4f, perplexity %.2f over %d sequences of %d tokens (%.0f s)", loss,
                 result["perplexity"], count, seq_length, time.perf_counter() - start)
     return result
