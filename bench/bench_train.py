@@ -1,4 +1,5 @@
-"""Training throughput: by default the tiny preset on the CPU (2 layers, width 128, 4 heads, vocab 8192, seq 256, batch 16).
+"""Training throughput: by default the tiny preset on the CPU (2 layers, width 128, 4 heads, vocab
+8192, seq 256, batch 16).
 
 Measured in one run, each in its own process so the allocator setting applies from the start:
   1. a bare PyTorch loop (forward, backward, clip, AdamW step) on the same model and data,
@@ -56,14 +57,16 @@ def bare_loop(folder: Path, steps: int, keep_memory: bool, seq: int, batch_size:
               speed: dict) -> dict:
     """tokens/s, MFU and peak memory of the plainest loop over the same windows as codeparrot.train,
     with the same GPU optimisations (`speed`: compile, chunked_loss, gradient_checkpointing)."""
-    if keep_memory:
-        import codeparrot.train  # noqa: F401  (sets M_MMAP_MAX=0 on import, before torch allocates)
     import torch
     from transformers import AutoModelForCausalLM
 
-    from codeparrot.train import flops_per_token, peak_flops
-    from codeparrot.train_data import TokenWindows
-    from codeparrot.train_speed import ChunkedLossLM
+    from codeparrot.train.data import TokenWindows
+    from codeparrot.train.loop import keep_freed_memory_in_process
+    from codeparrot.train.speed import ChunkedLossLM
+    from codeparrot.train.throughput import flops_per_token, peak_flops
+
+    if keep_memory:
+        keep_freed_memory_in_process()  # as codeparrot.train does, before the model is loaded
 
     torch.manual_seed(1)
     cuda = torch.cuda.is_available()
@@ -130,7 +133,8 @@ def our_loop(folder: Path, steps: int, seq: int, batch_size: int, mixed_precisio
     def records() -> list[dict]:
         return [json.loads(line) for line in metrics.read_text().splitlines()] if metrics.exists() else []
 
-    with open(run / "train.log", "w") as log, subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT) as proc:
+    with (open(run / "train.log", "w") as log,
+          subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT) as proc):
         while proc.poll() is None:
             if stop_after_timing and len([r for r in records() if "tokens_per_s" in r]) * WARMUP >= WARMUP + steps:
                 proc.kill()
@@ -146,7 +150,7 @@ def loader_rates(folder: Path, kinds: list[str], seq: int, batch_size: int, seco
     """Tokens/s of the data inputs with no model attached."""
     from transformers import AutoTokenizer
 
-    from codeparrot.train_data import open_source
+    from codeparrot.train.data import open_source
 
     tokenizer = AutoTokenizer.from_pretrained(folder / "model")
     rates = {}
@@ -193,10 +197,12 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16, help="sequences per step")
     parser.add_argument("--vocab", type=int, default=8192, help="model vocabulary")
     parser.add_argument("--mixed-precision", choices=["no", "bf16", "fp16"],
-                        help="default: bf16 on a GPU, no on the CPU (bf16 is ~24x slower there)")
-    parser.add_argument("--overrides", type=json.loads, default={}, help='model config overrides (JSON), as model.overrides')
+                        help="default: bf16 on a GPU, no on the CPU (where bf16 is emulated, slowly)")
+    parser.add_argument("--overrides", type=json.loads, default={},
+                        help="model config overrides (JSON), as model.overrides")
     parser.add_argument("--loaders", nargs="*", default=["tokens", "dataset"], help="data inputs to time alone")
-    parser.add_argument("--compile", choices=["auto", "true", "false"], default="auto", help="torch.compile (auto: on a GPU)")
+    parser.add_argument("--compile", choices=["auto", "true", "false"], default="auto",
+                        help="torch.compile (auto: on a GPU)")
     parser.add_argument("--loss", choices=["auto", "chunked", "plain"], default="auto",
                         help="chunked = the loss without whole-batch logits (auto: on a GPU)")
     parser.add_argument("--gradient-checkpointing", action="store_true", help="recompute activations (the 1.5B model)")
@@ -204,7 +210,8 @@ def main() -> None:
                         help="our loop only: sequences per step, micro-batch found by the train.auto_micro_batch probe")
     parser.add_argument("--rounds", type=int, help="interleaved repetitions, best kept (default 2 on CPU, 1 on a GPU)")
     parser.add_argument("--loops", nargs="*", default=["bare", "ours"], help="which training loops to time")
-    parser.add_argument("--baseline-src", help="also time codeparrot.train from this source folder (e.g. /work/main/src)")
+    parser.add_argument("--baseline-src",
+                        help="also time codeparrot.train from this source folder (e.g. /work/main/src)")
     parser.add_argument("--stop-after-timing", action="store_true",
                         help="kill our loop once timed (no final evaluation and saving: minutes for a 1.5B model)")
     parser.add_argument("--bare-child", action="store_true", help=argparse.SUPPRESS)
@@ -221,14 +228,17 @@ def main() -> None:
     folder = Path(args.keep or tempfile.mkdtemp(prefix="bench-train-"))
     build_inputs(folder, args.preset, args.seq, args.vocab, args.overrides)
     shape = (args.seq, args.batch, args.mixed_precision)
-    print(f"{args.preset} preset{' with ' + json.dumps(args.overrides) if args.overrides else ''}: seq {args.seq}, batch {args.batch}, mixed precision {args.mixed_precision}, "
+    with_overrides = " with " + json.dumps(args.overrides) if args.overrides else ""
+    print(f"{args.preset} preset{with_overrides}: seq {args.seq}, batch {args.batch}, "
+          f"mixed precision {args.mixed_precision}, "
           f"{args.steps} timed steps; {device_name()}; OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}; "
           f"load average {os.getloadavg()[0]:.1f}")
 
     def bare(keep_memory: bool) -> dict:
         cmd = [sys.executable, __file__, "--bare-child", "--folder", str(folder), "--steps", str(args.steps),
                "--seq", str(args.seq), "--batch", str(args.batch), "--mixed-precision", args.mixed_precision,
-               "--compile", args.compile, "--loss", args.loss] + (["--gradient-checkpointing"] if args.gradient_checkpointing else [])
+               "--compile", args.compile, "--loss", args.loss]
+        cmd += ["--gradient-checkpointing"] if args.gradient_checkpointing else []
         out = subprocess.run(cmd + (["--keep-memory"] if keep_memory else []), check=True,
                              capture_output=True, text=True).stdout
         return json.loads(out.strip().splitlines()[-1])
@@ -238,7 +248,8 @@ def main() -> None:
     cuda = torch.cuda.is_available()
     rounds = args.rounds or (1 if cuda else 2)
     speed = speed_settings(args)
-    print(f"both loops: {', '.join(f'{k}={v}' for k, v in speed.items())}" + ("; bf16+TF32, fused AdamW, pinned copies" if cuda else ""))
+    print(f"both loops: {', '.join(f'{k}={v}' for k, v in speed.items())}"
+          + ("; bf16+TF32, fused AdamW, pinned copies" if cuda else ""))
     # Interleaved so that a change in machine load hits every variant alike.
     results: dict[str, list] = {}
     for _ in range(rounds):
@@ -265,12 +276,14 @@ def main() -> None:
         b1 = bare_best["bare1"]
         gain = f"  ({b1['tokens_per_s'] / bare_best['bare0']['tokens_per_s']:.2f}x)" if "bare0" in bare_best else ""
         memory = f"; peak memory {b1['max_memory_gb']:.1f} GiB" if b1["max_memory_gb"] else ""
-        print(f"{'bare loop, M_MMAP_MAX=0' if not cuda else 'bare loop':35s}: {b1['tokens_per_s']:9,.0f} tokens/s{gain}; "
+        name = "bare loop, M_MMAP_MAX=0" if not cuda else "bare loop"
+        print(f"{name:35s}: {b1['tokens_per_s']:9,.0f} tokens/s{gain}; "
               f"MFU {b1['mfu']:.1%}{memory}")
     o = None
     if "ours" in results:
         o, records = max(results["ours"], key=lambda r: r[0])
-        versus = (f" (vs bare: {o / bare_best['bare1']['tokens_per_s'] - 1:+.1%}; goal ≥ -5 %)" if "bare1" in bare_best else "")
+        versus = (f" (vs bare: {o / bare_best['bare1']['tokens_per_s'] - 1:+.1%}; goal ≥ -5 %)"
+                  if "bare1" in bare_best else "")
         print(f"codeparrot.train (Accelerate)      : {o:9,.0f} tokens/s{versus}{mfu(records)}")
         if args.global_batch:
             print(f"  micro-batch probe: {micro_batch_line(folder)}")
@@ -283,7 +296,8 @@ def main() -> None:
         print(published_schedule(rate))
     if o:
         for kind, loader_rate in loader_rates(folder, args.loaders, args.seq, args.batch).items():
-            print(f"loader {kind:8s} (no model)         : {loader_rate:9,.0f} tokens/s  ({loader_rate / o:,.0f}x training; goal ≥ 20x)")
+            print(f"loader {kind:8s} (no model)         : {loader_rate:9,.0f} tokens/s  "
+                  f"({loader_rate / o:,.0f}x training; goal ≥ 20x)")
 
     if args.minutes:
         _, records = our_loop(folder, 0, *shape, minutes=args.minutes)

@@ -11,7 +11,7 @@ from codeparrot.eval.generate import (StopOnStrings, complete, generate_batches,
                                       prompt_ids, sort_key)
 from codeparrot.eval.humaneval import STOP_STRINGS, read_problems
 from codeparrot.eval.validation import validation_loss
-from codeparrot.train_data import TokenWindows
+from codeparrot.train.data import TokenWindows
 
 
 @pytest.fixture(autouse=True)

@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from codeparrot.raw import read_raw_records
-from codeparrot.train import latest_checkpoint
+from codeparrot.train.checkpoints import latest_checkpoint
 from conftest import ROOT
 from emulators.services import HUB_TOKENS, hub_repo_files, hub_stand_in
 from test_train import metrics as train_metrics

@@ -67,7 +67,9 @@ def test_init_model_folder_loads_and_is_seeded(tokenizer_dir, tmp_path):
 
     init_model(tokenizer_dir, tmp_path / "b", tmp_path / "b.json", "tiny", 128, seed=1)
     init_model(tokenizer_dir, tmp_path / "c", tmp_path / "c.json", "tiny", 128, seed=2)
-    weights = lambda d: (tmp_path / d / "model.safetensors").read_bytes()
+    def weights(folder: str) -> bytes:
+        return (tmp_path / folder / "model.safetensors").read_bytes()
+
     assert weights("a") == weights("b") != weights("c")
 
 

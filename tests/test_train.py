@@ -15,15 +15,18 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from codeparrot.config import schema_defaults
 from codeparrot.launch import accelerate_command, run_accelerate
-from codeparrot.train import (SETTINGS_FILE, STATE_FILE, TrainSettings, input_fingerprint, latest_checkpoint,
-                              launch_training, param_groups, perplexity, push_train_model, resume_conflicts,
-                              with_accumulation)
+from codeparrot.train.checkpoints import STATE_FILE, input_fingerprint, latest_checkpoint, resume_conflicts
+from codeparrot.train.launch import launch_training, push_train_model
+from codeparrot.train.loop import param_groups
+from codeparrot.train.metrics import perplexity
+from codeparrot.train.settings import SETTINGS_FILE, TrainSettings, with_accumulation
 
 
 @pytest.fixture(autouse=True)
 def one_thread(monkeypatch):
-    # Two OpenMP threads on cores that other jobs also use run 8x slower than one (measured).
+    # Two OpenMP threads on cores that other jobs also use run far slower than one.
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
 
 
@@ -164,6 +167,16 @@ def test_global_batch_sets_accumulation_for_any_process_count(train_fixture, tmp
         with_accumulation(base, 3)
 
 
+def test_settings_defaults_are_the_schemas():
+    """TrainSettings without arguments = the `train` section the workflow fills in from the schema."""
+    config = schema_defaults()
+    train = config["train"]
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainSettings) if f.default is not dataclasses.MISSING}
+    expected = {**{k: v for k, v in train.items() if k in defaults}, "seed": config["seed"],
+                **{f"wandb_{k}": v for k, v in train["wandb"].items()}, "checkpoint_repo_id": None}
+    assert defaults == expected
+
+
 def test_no_weight_decay_on_biases_and_layernorm(train_fixture):
     from transformers import AutoModelForCausalLM
 
@@ -196,6 +209,14 @@ def test_checkpoint_of_other_settings_is_not_resumed(train_fixture, tmp_path):
 def test_hub_push_without_repo_says_which_key_to_set(tmp_path):
     with pytest.raises(ValueError, match="train.hub.repo_id"):
         push_train_model(str(tmp_path), None, "codeparrot-tiny", str(tmp_path / "receipt.json"))
+
+
+def test_evaluation_imports_no_training_code():
+    """The evaluation stage shares perplexity and the token windows, not the loop (nor its allocator tweak)."""
+    code = ("import json, sys, codeparrot.eval.validation; "
+            "print(json.dumps(sorted(m for m in sys.modules if m.startswith('codeparrot.train'))))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert json.loads(loaded) == ["codeparrot.train", "codeparrot.train.data", "codeparrot.train.metrics"]
 
 
 def test_perplexity_overflow_is_inf():

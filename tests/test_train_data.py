@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from codeparrot.tokens import open_split
-from codeparrot.train_data import PackedStream, TokenWindows, open_source, validation_batches
+from codeparrot.train.data import PackedStream, TokenWindows, open_source, validation_batches
 from train_fixtures import corpus_tokens
 
 SEQ = 64
@@ -100,7 +100,7 @@ def test_resume_from_saved_position_gives_the_same_batches(train_fixture, kind, 
 def test_validation_subset_is_fixed_and_full_length(train_fixture):
     fx = train_fixture
     for kind, path in [("tokens", fx.tokens), ("dataset", fx.dataset)]:
-        def subset():
+        def subset(kind=kind, path=path):
             return validation_batches(open_source(kind, path, "validation", SEQ, 1, 0, 1, fx.tokenizer, False),
                                       num_sequences=20, batch_size=8)
         first, again = subset(), subset()

@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from codeparrot.train import TrainSettings, launch_training, with_accumulation
-from codeparrot.train_data import DeviceBatches, TokenWindows
-from codeparrot.train_speed import (MICRO_BATCH_FILE, ChunkedLossLM, cached_micro_batch, fsdp_plugin,
+from codeparrot.train.data import DeviceBatches, TokenWindows
+from codeparrot.train.launch import launch_training
+from codeparrot.train.settings import TrainSettings, with_accumulation
+from codeparrot.train.speed import (MICRO_BATCH_FILE, ChunkedLossLM, cached_micro_batch, fsdp_plugin,
                                     largest_fitting, resolve_auto)
 from test_train import metrics, run_training, settings, weights
 
@@ -91,7 +92,7 @@ def test_micro_batch_search_finds_the_largest_divisor_that_fits():
     for limit in (1, 5, 40, 192, 1000):
         tried = []
 
-        def fits(b):
+        def fits(b, tried=tried, limit=limit):
             tried.append(b)
             return b <= limit
 
@@ -117,7 +118,7 @@ PROBE_CHILD = textwrap.dedent("""
     import json, resource, sys
     import torch
     from transformers import AutoModelForCausalLM
-    from codeparrot.train_speed import probe_micro_batch
+    from codeparrot.train.speed import probe_micro_batch
 
     model = AutoModelForCausalLM.from_pretrained(sys.argv[1])
     def vm_bytes():

@@ -12,7 +12,7 @@ import time
 import pytest
 import yaml
 
-from codeparrot.train import latest_checkpoint
+from codeparrot.train.checkpoints import latest_checkpoint
 from conftest import ROOT, SNAKEMAKE
 
 

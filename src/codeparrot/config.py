@@ -10,12 +10,17 @@ that type (integer, number, boolean, null) before validation; one that cannot be
 validator's message. `'null'` for a key that may be a string or null is null.
 """
 
+import copy
+import functools
 from pathlib import Path
 
 import jsonschema
 import yaml
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
+
+# The workflow's schemas: the one source of every config default, for the rules and the library alike.
+SCHEMA_DIR = Path(__file__).resolve().parents[2] / "workflow" / "schemas"
 
 
 class ConfigError(ValueError):
@@ -120,3 +125,20 @@ def validate_config(config: dict, schema_path: str | Path) -> dict:
         lines = "\n".join(f"  - {_describe(e)}" for e in errors)
         raise ConfigError(f"Invalid configuration ({len(errors)} problem(s)); fix these keys and rerun:\n{lines}")
     return config
+
+
+@functools.cache
+def _schema_defaults(schema_file: str) -> dict:
+    schema, registry = load_schema(SCHEMA_DIR / schema_file)
+    config: dict = {}
+    for error in _with_defaults(jsonschema.Draft202012Validator)(schema, registry=registry).iter_errors(config):
+        if error.validator != "required":  # keys without a default (source) are simply absent
+            raise ConfigError(f"{schema_file} rejects its own defaults: {_describe(error)}")
+    return config
+
+
+def schema_defaults(section: str | None = None) -> dict:
+    """The config as the workflow fills it in when nothing is set: the top level (seed and every
+    section that has a default), or the section `section` ("train", "eval", ...)."""
+    defaults = _schema_defaults("config.schema.yaml")
+    return copy.deepcopy(defaults if section is None else defaults[section])

@@ -198,7 +198,7 @@ def pull_checkpoint(repo_id: str, branch: str, checkpoint_dir: str | Path, revis
 
     from huggingface_hub import snapshot_download
 
-    from codeparrot.train import STATE_FILE, checkpoint_name
+    from codeparrot.train.checkpoints import STATE_FILE, checkpoint_name
 
     token = os.environ.get("HF_TOKEN") or None
     local = Path(checkpoint_dir) / ".pulled"

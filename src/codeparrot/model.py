@@ -5,10 +5,15 @@ code (`scale_attn_by_inverse_layer_idx`, `reorder_and_upcast_attn`); `tiny` is t
 trains fastest per unit of loss on a CPU here.
 """
 
+import logging
 from pathlib import Path
 
 from codeparrot.atomic import save_pretrained
+from codeparrot.config import schema_defaults
 from codeparrot.raw import write_json
+
+logger = logging.getLogger(__name__)
+_MODEL = schema_defaults("model")
 
 PRESETS: dict[str, dict] = {
     "tiny": {"n_layer": 2, "n_embd": 128, "n_head": 4},
@@ -24,7 +29,7 @@ def padded_vocab_size(vocab_size: int, multiple: int) -> int:
 
 
 def build_config(preset: str, vocab_size: int, context_length: int, eos_token_id: int,
-                 vocab_multiple: int = 64, overrides: dict | None = None):
+                 vocab_multiple: int = _MODEL["vocab_multiple"], overrides: dict | None = None):
     from transformers import GPT2Config
 
     if preset not in PRESETS:
@@ -56,7 +61,7 @@ def build_model(config, seed: int | None = None, device: str | None = None):
 
 
 def init_model(tokenizer_dir: str | Path, out_dir: str | Path, report_path: str | Path, preset: str,
-               context_length: int, seed: int, vocab_multiple: int = 64,
+               context_length: int, seed: int, vocab_multiple: int = _MODEL["vocab_multiple"],
                overrides: dict | None = None) -> dict:
     """Initialise the model for the tokenizer and save both, `from_pretrained` loadable, in `out_dir`."""
     from codeparrot.tokenizer import load_tokenizer
@@ -77,8 +82,8 @@ def init_model(tokenizer_dir: str | Path, out_dir: str | Path, report_path: str 
         "parameters": counts,
     }
     write_json(report_path, report)
-    print(f"GPT-2 preset {preset}: {counts['total'] / 1e6:.2f} M parameters "
-          f"({counts['non_embedding'] / 1e6:.2f} M without embeddings) -> {out_dir}")
+    logger.info("GPT-2 preset %s: %.2f M parameters (%.2f M without embeddings) -> %s", preset,
+                counts["total"] / 1e6, counts["non_embedding"] / 1e6, out_dir)
     return report
 
 

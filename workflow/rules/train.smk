@@ -1,4 +1,4 @@
-# Stage: train (see docs/architecture.md). Pretraining with Accelerate: codeparrot.train.
+# Stage: train (see docs/architecture.md). Pretraining with Accelerate: the codeparrot.train package.
 # results/train/checkpoints/ and results/train/tensorboard/ are not declared outputs on purpose:
 # Snakemake deletes declared outputs before a rerun, and the checkpoints are what a rerun
 # after a crash or a kill resumes from.
@@ -10,7 +10,7 @@ TRAIN = config["train"]
 TRAIN_DATA = {"tokens": "results/tokens/meta.json", "dataset": f"{DATASET}/README.md"}[TRAIN["data"]]
 
 
-# codeparrot.train.TrainSettings of this run: every value the loop uses, passed as params.
+# codeparrot.train.settings.TrainSettings of this run: every value the loop uses, passed as params.
 TRAIN_SETTINGS = {
     **{
         key: TRAIN[key]

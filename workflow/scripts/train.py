@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from codeparrot.train import launch_training
+from codeparrot.train.launch import launch_training
 
 launch_training(
     {**snakemake.params.settings,

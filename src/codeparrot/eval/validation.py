@@ -6,21 +6,28 @@ context, read in order (no shuffling), so the same model and data always give th
 
 from __future__ import annotations
 
+import logging
+import math
 import time
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
+from codeparrot.config import schema_defaults
 from codeparrot.raw import write_json
-from codeparrot.train import perplexity
-from codeparrot.train_data import TokenWindows
+from codeparrot.train.data import TokenWindows
+from codeparrot.train.metrics import perplexity
+
+logger = logging.getLogger(__name__)
+_VALIDATION = schema_defaults("eval")["validation"]
 
 
 @torch.no_grad()
 def validation_loss(model_dir: str | Path, tokens_dir: str | Path, output: str | Path,
-                    seq_length: int | None = None, max_sequences: int | None = None,
-                    batch_size: int = 8, split: str = "validation") -> dict:
+                    seq_length: int | None = _VALIDATION["seq_length"],
+                    max_sequences: int | None = _VALIDATION["max_sequences"],
+                    batch_size: int = _VALIDATION["batch_size"], split: str = "validation") -> dict:
     """Mean token loss over the first `max_sequences` windows (all when None) and exp(loss)."""
     from transformers import AutoModelForCausalLM
 
@@ -44,7 +51,7 @@ def validation_loss(model_dir: str | Path, tokens_dir: str | Path, output: str |
         "model": str(model_dir), "device": device.type,
     }
     # json writes an overflowed perplexity as Infinity, which strict JSON readers refuse.
-    write_json(output, {**result, "perplexity": result["perplexity"] if result["perplexity"] != float("inf") else "inf"})
-    print(f"validation loss {loss:.4f}, perplexity {result['perplexity']:.2f} over {count} sequences "
-          f"of {seq_length} tokens ({time.perf_counter() - start:.0f} s)")
+    write_json(output, {**result, "perplexity": "inf" if math.isinf(result["perplexity"]) else result["perplexity"]})
+    logger.info("validation loss %.4f, perplexity %.2f over %d sequences of %d tokens (%.0f s)", loss,
+                result["perplexity"], count, seq_length, time.perf_counter() - start)
     return result

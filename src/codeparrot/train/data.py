@@ -23,7 +23,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from codeparrot.config import schema_defaults
 from codeparrot.tokens import open_split, read_meta
+
+_TRAIN = schema_defaults("train")
 
 
 class TokenWindows:
@@ -84,8 +87,9 @@ class PackedStream:
     """Constant-length packing of a streamed dataset with a shuffle of the packed chunks."""
 
     def __init__(self, dataset_dir: str | Path, split: str, tokenizer, seq_length: int, seed: int,
-                 rank: int = 0, world_size: int = 1, num_of_sequences: int = 1024,
-                 chars_per_token: float = 3.6, shuffle: bool = True, content_field: str = "content"):
+                 rank: int = 0, world_size: int = 1, num_of_sequences: int = _TRAIN["num_of_sequences"],
+                 chars_per_token: float = _TRAIN["chars_per_token"], shuffle: bool = True,
+                 content_field: str = "content"):
         self.dataset_dir, self.split = str(dataset_dir), split
         self.tokenizer, self.seq_length = tokenizer, seq_length
         self.eos = tokenizer.eos_token_id
@@ -242,8 +246,8 @@ def validation_batches(source, num_sequences: int, batch_size: int, pin: bool = 
 
 
 def open_source(kind: str, path: str | Path, split: str, seq_length: int, seed: int, rank: int,
-                world_size: int, tokenizer=None, shuffle: bool = True, num_of_sequences: int = 1024,
-                chars_per_token: float = 3.6):
+                world_size: int, tokenizer=None, shuffle: bool = True,
+                num_of_sequences: int = _TRAIN["num_of_sequences"], chars_per_token: float = _TRAIN["chars_per_token"]):
     """The data source named by `train.data`: "tokens" (results/tokens) or "dataset" (results/dataset)."""
     if kind == "tokens":
         meta = read_meta(path)

@@ -5,9 +5,9 @@
 - `ChunkedLossLM` / `chunked_cross_entropy`: the language-model loss computed chunk by chunk of
   tokens under activation checkpointing, so the fp32 logits of the whole batch (batch × seq ×
   vocab) never exist; the backward pass recomputes one chunk's logits at a time.
-- `largest_fitting` / `probe_micro_batch` / `cached_micro_batch`: the largest micro-batch that fits
-  the device, found once per run and device by trying forward + backward passes, kept next to the
-  checkpoints.
+- `largest_fitting` / `probe_micro_batch` / `cached_micro_batch` / `with_probed_micro_batch`: the
+  largest micro-batch that fits the device, found once per run and device by trying forward +
+  backward passes, kept next to the checkpoints.
 - `fsdp_plugin`: Accelerate's FSDP (full shard) plugin for models whose weights, gradients and
   optimizer state do not fit one device.
 """
@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from codeparrot.raw import atomic_write_text
+from codeparrot.train.settings import TrainSettings, sequences_per_process_step, with_accumulation
 
 logger = logging.getLogger(__name__)
 
@@ -34,15 +35,15 @@ MICRO_BATCH_FILE = "micro_batch.json"  # in the checkpoint folder: probe results
 PROBE_MEMORY_FRACTION = 0.9
 
 
-def resolve_auto(settings, cuda: bool):
+def resolve_auto(settings: TrainSettings, cuda: bool) -> TrainSettings:
     """`settings` with every "auto" replaced by the value for this device (CUDA or CPU)."""
     def pick(value, on_cuda, on_cpu):
         return (on_cuda if cuda else on_cpu) if value == "auto" else value
 
     return dataclasses.replace(
         settings,
-        mixed_precision=pick(settings.mixed_precision, "bf16", "no"),  # bf16 is ~24x slower on CPU
-        compile=pick(settings.compile, True, False),  # no gain on CPU, a minute of compiling
+        mixed_precision=pick(settings.mixed_precision, "bf16", "no"),  # bf16 is emulated, slow, on CPUs
+        compile=pick(settings.compile, True, False),  # no gain on CPU, only the compile time
         fused_adamw=pick(settings.fused_adamw, True, False),  # fused=True needs an accelerator
         chunked_loss=pick(settings.chunked_loss, True, False),  # recomputing the logits costs CPU time
         auto_micro_batch=pick(settings.auto_micro_batch, True, False),
@@ -209,7 +210,7 @@ def probe_micro_batch(model, device: torch.device, seq_length: int, sequences_pe
     return found
 
 
-def probe_key(model, device: torch.device, world: int, settings) -> str:
+def probe_key(model, device: torch.device, world: int, settings: TrainSettings) -> str:
     """What the micro-batch that fits depends on: device, model shape and the memory settings."""
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
     fields = {"device": name, "world": world, "model": language_model(model).config.to_json_string(),
@@ -238,3 +239,18 @@ def cached_micro_batch(checkpoint_dir: str | Path, key: str, sequences_per_step:
         logger.info("micro-batch probe: %d sequences per micro-step (kept in %s)", found, path)
     state.wait_for_everyone()
     return found
+
+
+def with_probed_micro_batch(settings: TrainSettings, model, state) -> TrainSettings:
+    """`with_accumulation` at the largest micro-batch that fits this device (probed once, cached)."""
+    world = state.num_processes
+    per_process = sequences_per_process_step(settings, world, 1)
+    param_bytes = 4 * sum(p.numel() for p in model.parameters())
+    # Not allocated during the probe: AdamW's two fp32 moments (sharded under FSDP) and DDP's buckets.
+    reserve = 2 * param_bytes // world if settings.fsdp else 2 * param_bytes + (param_bytes if world > 1 else 0)
+    model.to(state.device)
+    micro = cached_micro_batch(
+        settings.checkpoint_dir, probe_key(model, state.device, world, settings), per_process,
+        lambda: probe_micro_batch(model, state.device, settings.seq_length, per_process,
+                                  settings.mixed_precision, reserve), state)
+    return with_accumulation(settings, world, micro)
