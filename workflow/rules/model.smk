@@ -13,7 +13,7 @@ rule init_model:
         tokenizer=TOKENIZER_FILES,
     output:
         model=INIT_MODEL_FILES,
-        report=report("results/reports/model.json", category="3. Training", subcategory="Model", caption="../report/model.rst"),
+        report=report("results/report/model.json", category="3. Training", subcategory="Model", caption="../report/model.rst"),
     params:
         preset=MODEL["preset"],
         context_length=MODEL["context_length"],
