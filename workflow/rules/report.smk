@@ -1,4 +1,4 @@
-# Stage: report. Pages and plots for `snakemake --report report.html` (codeparrot.eval.report);
+# Stage: report. Pages and plots for `snakemake --report report.html` (codeparrot.report);
 # captions in workflow/report/. `rule all` ends here.
 
 # name -> (file, category, subcategory, caption); the category is the report's page group.

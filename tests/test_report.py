@@ -1,4 +1,4 @@
-"""Pieces of the report pages (codeparrot.eval.report); the whole report of a real run is rendered
+"""Pieces of the report pages (codeparrot.report); the whole report of a real run is rendered
 in headless Chromium by tests/test_workflow.py."""
 
 import gzip
@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 
 from codeparrot.clean.stats import HISTOGRAM_EDGES, histogram, sum_stats
-from codeparrot.eval.report import (failure_reason, funnel, funnel_rows, plot_filter_histograms, plot_losses,
-                                    quarantine_examples, token_view, tokens_at)
+from codeparrot.report.data import funnel, funnel_rows, plot_filter_histograms, quarantine_examples
+from codeparrot.report.evaluation import failure_reason
+from codeparrot.report.tokenizer import token_view
+from codeparrot.report.training import plot_losses, tokens_at
 
 
 @pytest.mark.parametrize("result, reason", [
