@@ -27,9 +27,9 @@ from source_fixtures import real_source
 
 from codeparrot.clean.partition import partition_shard
 from codeparrot.raw import read_raw_records
-from codeparrot.sources.bigquery import bigquery_client, check_scan_budget, export_bigquery
+from codeparrot.sources.bigquery import bigquery_client, check_scan_budget, bigquery_export
 from codeparrot.sources.cloud import CloudError, cloud_errors
-from codeparrot.sources.gcs import ShardVerificationError, download_gcs
+from codeparrot.sources.gcs import ShardVerificationError, gcs_download
 
 BUCKET, PREFIX = "codeparrot-test", "exports/raw"
 
@@ -165,7 +165,7 @@ def test_rerun_skips_verified_shards(exported, tmp_path):
     workdir = exported["workdir"]
     cache = next((workdir / "results/cache/gcs").rglob("file-*.json.gz"))
     before = cache.stat()
-    manifest = download_gcs(str(tmp_path / "shards"), str(tmp_path / "manifest.json"), BUCKET, PREFIX,
+    manifest = gcs_download(str(tmp_path / "shards"), str(tmp_path / "manifest.json"), BUCKET, PREFIX,
                             cache_dir=str(cache.parent), workers=2, retry_timeout=10)
     after = cache.stat()
     assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
@@ -183,7 +183,7 @@ def test_multi_shard_export_with_string_ints(exported, tmp_path):
                            "size": str(len(content.encode())), "content": content, "license": "python-2.0"})
         bucket.blob(f"multi/file-{index:012d}.json.gz").upload_from_string(gzip.compress(line.encode() + b"\n", mtime=0))
     bucket.blob("multi/_SUCCESS").upload_from_string(b"")  # not a shard: ignored
-    manifest = download_gcs(str(tmp_path / "shards"), str(tmp_path / "manifest.json"), BUCKET, "multi",
+    manifest = gcs_download(str(tmp_path / "shards"), str(tmp_path / "manifest.json"), BUCKET, "multi",
                             cache_dir=str(tmp_path / "cache"), workers=3, retry_timeout=10)
     assert [s["file"] for s in manifest["shards"]] == [f"file-{i:012d}.json.gz" for i in range(3)]
     records = [r for s in manifest["shards"] for r in read_raw_records(tmp_path / "shards" / s["file"])]
@@ -216,7 +216,7 @@ def test_corrupted_shard_fails_the_gcs_rule(exported):
     assert not (workdir / "results/raw/manifest.json").exists()
     assert not list((workdir / "results/cache/gcs").rglob("file-000000000001.json.gz"))
     with pytest.raises(ShardVerificationError, match="file-000000000001.json.gz: crc32c mismatch"):
-        download_gcs(str(workdir / "again"), str(workdir / "again.json"), BUCKET, "corrupt",
+        gcs_download(str(workdir / "again"), str(workdir / "again.json"), BUCKET, "corrupt",
                      cache_dir=str(workdir / "cache2"), workers=1, retry_timeout=10)
 
 
@@ -225,7 +225,7 @@ def test_shard_that_is_not_gzipped_json_is_named_by_the_clean_stage(exported, tm
     from google.cloud import storage
 
     storage.Client().bucket(BUCKET).blob("broken/file-000000000000.json.gz").upload_from_string(b"<html>quota</html>")
-    download_gcs(str(tmp_path / "s"), str(tmp_path / "m.json"), BUCKET, "broken", cache_dir=str(tmp_path / "c"),
+    gcs_download(str(tmp_path / "s"), str(tmp_path / "m.json"), BUCKET, "broken", cache_dir=str(tmp_path / "c"),
                  workers=1, retry_timeout=10)
     with pytest.raises(ValueError, match="file-000000000000.json.gz: not a readable gzip file.*re-download"):
         partition_shard(str(tmp_path / "s/file-000000000000.json.gz"), str(tmp_path / "p.arrow"), str(tmp_path / "q.gz"),
@@ -266,7 +266,7 @@ def test_refusal_comes_before_any_query(exported, monkeypatch, capsys):
 
     monkeypatch.setenv("BIGQUERY_EMULATOR_HOST", exported["env"]["BIGQUERY_EMULATOR_HOST"])
     with pytest.raises(RuntimeError, match="would scan 0 bytes, above source.bigquery.maximum_bytes_billed"):
-        export_bigquery(str(exported["base"] / "refused.json"), BUCKET, "refused", destination_table="refused.github_python",
+        bigquery_export(str(exported["base"] / "refused.json"), BUCKET, "refused", destination_table="refused.github_python",
                         project="test-project", maximum_bytes_billed=-1)
     assert "dry run: the query would scan 0 bytes" in capsys.readouterr().out
     with pytest.raises(NotFound):
@@ -290,10 +290,10 @@ def test_download_cut_short_resumes_from_its_last_byte(exported, tmp_path):
     # Wrong bytes in the part already downloaded: only a resumed download keeps them (and fails the checksum).
     part.write_bytes(bytes(b ^ 0xFF for b in data[: len(data) // 2]))
     with pytest.raises(ShardVerificationError, match="crc32c mismatch"):
-        download_gcs(str(tmp_path / "s"), str(tmp_path / "m.json"), BUCKET, "ranged", cache_dir=str(cache), workers=1)
+        gcs_download(str(tmp_path / "s"), str(tmp_path / "m.json"), BUCKET, "ranged", cache_dir=str(cache), workers=1)
     assert not part.exists()  # a mismatch is never resumed again
     part.write_bytes(data[: len(data) // 2])  # the right first half, as a killed download leaves it
-    download_gcs(str(tmp_path / "s"), str(tmp_path / "m.json"), BUCKET, "ranged", cache_dir=str(cache), workers=1)
+    gcs_download(str(tmp_path / "s"), str(tmp_path / "m.json"), BUCKET, "ranged", cache_dir=str(cache), workers=1)
     assert (tmp_path / "s/file-000000000000.json.gz").read_bytes() == data
     assert not list(cache.glob(".*part*"))
 
@@ -301,13 +301,13 @@ def test_download_cut_short_resumes_from_its_last_byte(exported, tmp_path):
 def test_missing_bucket_prefix_and_credentials_are_one_line_errors(exported, tmp_path, monkeypatch):
     args = dict(shards_dir=str(tmp_path / "s"), manifest_path=str(tmp_path / "m.json"), cache_dir=str(tmp_path / "c"), workers=1)
     with pytest.raises(CloudError, match=r"^gs://no-such-bucket/x: not found .*check source.gcs.bucket and source.gcs.prefix"):
-        download_gcs(bucket="no-such-bucket", prefix="x", **args)
+        gcs_download(bucket="no-such-bucket", prefix="x", **args)
     with pytest.raises(CloudError, match=rf"^No shards at gs://{BUCKET}/nothing/here/file-\*.json.gz"):
-        download_gcs(bucket=BUCKET, prefix="nothing/here", **args)
+        gcs_download(bucket=BUCKET, prefix="nothing/here", **args)
     monkeypatch.delenv("STORAGE_EMULATOR_HOST")
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "missing-key.json"))
     with pytest.raises(CloudError, match="no usable Google Cloud credentials.*gcloud auth application-default login"):
-        download_gcs(bucket=BUCKET, prefix="x", **args)
+        gcs_download(bucket=BUCKET, prefix="x", **args)
 
 
 @pytest.mark.parametrize("error, expected", [

@@ -38,7 +38,7 @@ rule tokenizer_report:
         json=report("results/report/tokenizer.json", category="2. Tokenizer", subcategory="Summary", caption="../report/tokenizer.rst"),
         md=report("results/report/tokenizer.md", category="2. Tokenizer", subcategory="Summary", caption="../report/tokenizer.rst"),
     params:
-        n_files=TOKENIZER["report"]["n_files"],
+        max_files=TOKENIZER["report"]["n_files"],
         baseline_roots=TOKENIZER["report"]["baseline_roots"],
         baseline_max_bytes=TOKENIZER["report"]["baseline_max_bytes"],
         seed=config["seed"],

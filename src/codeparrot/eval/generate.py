@@ -158,9 +158,9 @@ def main(argv: list[str] | None = None) -> None:
     accelerator.end_training()
 
 
-def generate_samples(model_dir: str, output: str, temperatures: list[float], top_p: float, n_samples: int,
-                     max_new_tokens: int, batch_size: int, seed: int, max_problems: int | None = None,
-                     num_processes: int = 1, mixed_precision: str = "no", log_path: str | None = None) -> None:
+def humaneval_generate(model_dir: str, output: str, temperatures: list[float], top_p: float, n_samples: int,
+                       max_new_tokens: int, batch_size: int, seed: int, max_problems: int | None = None,
+                       num_processes: int = 1, mixed_precision: str = "no", log_path: str | None = None) -> None:
     """The humaneval_generate rule: this module under `accelerate launch`, one process per GPU."""
     from codeparrot.launch import run_accelerate
 

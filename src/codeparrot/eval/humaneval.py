@@ -83,9 +83,9 @@ def summarise(results: list[dict], ks: list[int]) -> dict:
     return {"per_temperature": per_temperature, "best": best}
 
 
-def execute_samples(samples_path: str | Path, results_path: str | Path, summary_path: str | Path,
-                    ks: list[int], limits: Limits = Limits(), workers: int = 1,
-                    isolation: str = "bubblewrap") -> dict:
+def humaneval_execute(samples_path: str | Path, results_path: str | Path, summary_path: str | Path,
+                      ks: list[int], limits: Limits = Limits(), workers: int = 1,
+                      isolation: str = "bubblewrap") -> dict:
     """Judge every sample (codeparrot.eval.sandbox.judge: the program runs isolated, `workers` at a
     time; the check runs here), write one result line per sample and the pass@k summary as JSON."""
     problems = {p["task_id"]: p for p in read_problems()}

@@ -87,7 +87,7 @@ def remove_old_shards(bucket: str, prefix: str, project: str | None) -> int:
     return len(old)
 
 
-def export_bigquery(
+def bigquery_export(
     marker_path: str,
     bucket: str,
     prefix: str,

@@ -156,7 +156,7 @@ def _link(src: Path, dst: Path) -> None:
             shutil.copyfile(src, tmp)
 
 
-def download_gcs(
+def gcs_download(
     shards_dir: str,
     manifest_path: str,
     bucket: str,
