@@ -13,6 +13,7 @@ import json
 import json.decoder
 import json.scanner
 import keyword
+import logging
 import os
 import subprocess
 import textwrap
@@ -27,7 +28,7 @@ from source_fixtures import real_source
 
 from codeparrot.clean.partition import partition_shard
 from codeparrot.raw import read_raw_records
-from codeparrot.sources.bigquery import bigquery_client, check_scan_budget, bigquery_export
+from codeparrot.sources.bigquery import bigquery_client, bigquery_export, check_scan_budget
 from codeparrot.sources.cloud import CloudError, cloud_errors
 from codeparrot.sources.gcs import ShardVerificationError, gcs_download
 
@@ -260,15 +261,16 @@ def test_dry_run_budget_refuses_expensive_queries():
         check_scan_budget(2_600_000_000_000, 1_000_000_000_000)
 
 
-def test_refusal_comes_before_any_query(exported, monkeypatch, capsys):
+def test_refusal_comes_before_any_query(exported, monkeypatch, caplog):
     """Over budget (the emulator scans "0 bytes", so the budget is set below that): no table is written."""
     from google.api_core.exceptions import NotFound
 
     monkeypatch.setenv("BIGQUERY_EMULATOR_HOST", exported["env"]["BIGQUERY_EMULATOR_HOST"])
+    caplog.set_level(logging.INFO, logger="codeparrot.sources.bigquery")
     with pytest.raises(RuntimeError, match="would scan 0 bytes, above source.bigquery.maximum_bytes_billed"):
         bigquery_export(str(exported["base"] / "refused.json"), BUCKET, "refused", destination_table="refused.github_python",
                         project="test-project", maximum_bytes_billed=-1)
-    assert "dry run: the query would scan 0 bytes" in capsys.readouterr().out
+    assert "dry run: the query would scan 0 bytes" in caplog.text
     with pytest.raises(NotFound):
         bigquery_client("test-project").get_table("test-project.refused.github_python")
     assert not (exported["base"] / "refused.json").exists()

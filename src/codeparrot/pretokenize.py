@@ -7,12 +7,15 @@ then records dtype, vocab and the size of each split for the training stage.
 from pathlib import Path
 from typing import Sequence
 
+import logging
 import numpy as np
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from codeparrot.tokenizer import encode_batch, iter_text_batches, load_tokenizer, set_threads
 from codeparrot.tokens import TokenShardWriter, index_path, shard_name, token_dtype, write_meta
+
+log = logging.getLogger(__name__)
 
 
 def pretokenize(parquet_path: str | Path, tokenizer_dir: str | Path, out_bin: str | Path,
@@ -55,5 +58,5 @@ def tokens_meta(tokenizer_dir: str | Path, tokens_dir: str | Path,
             "splits": splits}
     write_meta(tokens_dir, meta)
     for split, s in splits.items():
-        print(f"{split}: {s['documents']} documents, {s['tokens']} tokens in {s['shards']} shard(s)")
+        log.info("%s: %d documents, %d tokens in %d shard(s)", split, s["documents"], s["tokens"], s["shards"])
     return meta

@@ -9,6 +9,7 @@ encode + decode reproduces any file exactly. Code that wants the end-of-text tok
 import hashlib
 import json
 import keyword
+import logging
 import os
 import re
 import sysconfig
@@ -20,6 +21,8 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from codeparrot.atomic import atomic_write_text, save_pretrained
+
+log = logging.getLogger(__name__)
 
 EOS_TOKEN = "<|endoftext|>"
 TEXT_COLUMN = "content"
@@ -113,8 +116,8 @@ def train_tokenizer(train_files: Sequence[str | Path], out_dir: str | Path, voca
         sample = counted(sample_text_batches(train_files, n_files, seed, batch_rows), progress)
         tokenizer = train_bpe(sample, vocab_size, length=n_docs, min_frequency=min_frequency)
     save_pretrained(out_dir, tokenizer)
-    print(f"Trained a {len(tokenizer)}-token byte-level BPE on {stats['documents']} files "
-          f"({stats['characters'] / 1e6:.1f} M characters) -> {out_dir}")
+    log.info("Trained a %d-token byte-level BPE on %d files (%.1f M characters) -> %s",
+             len(tokenizer), stats["documents"], stats["characters"] / 1e6, out_dir)
     return {"vocab_size": len(tokenizer), **stats}
 
 
@@ -280,5 +283,5 @@ def tokenizer_report(tokenizer_dir: str | Path, validation_files: Sequence[str |
     }
     atomic_write_text(out_json, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     atomic_write_text(out_md, report_markdown(report))
-    print(report_markdown(report))
+    log.info("%s", report_markdown(report))
     return report

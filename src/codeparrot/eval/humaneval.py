@@ -11,12 +11,15 @@ from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import logging
 import numpy as np
 from tqdm.auto import tqdm
 
 from codeparrot.eval.sandbox import Limits, Sandbox, judge
 from codeparrot.atomic import atomic_write_text
 from codeparrot.raw import read_jsonl, write_json
+
+log = logging.getLogger(__name__)
 
 # The original CodeParrot stop strings: a new top-level statement ends the function body.
 STOP_STRINGS = ("\nclass", "\ndef", "\n#", "\n@", "\nprint", "\nif")
@@ -97,7 +100,7 @@ def humaneval_execute(samples_path: str | Path, results_path: str | Path, summar
         raise ValueError(f"{samples_path} holds no samples: rerun humaneval_generate")
     # Fails closed before any program runs. Spare sandboxes start while samples run.
     sandbox = Sandbox(isolation, limits, spares=SPARES_PER_WORKER * workers)
-    print(f"sandbox: {sandbox.describe()}; timeout {limits.timeout_s}s, {limits.memory_mb} MiB, {workers} workers")
+    log.info("sandbox: %s; timeout %ss, %s MiB, %d workers", sandbox.describe(), limits.timeout_s, limits.memory_mb, workers)
     with sandbox, ThreadPoolExecutor(max_workers=workers) as executor:
         outcomes = list(tqdm(executor.map(lambda s: judge(problems[s["task_id"]], s["completion"], sandbox), samples),
                              total=len(samples), desc="execute", unit="program"))
@@ -119,5 +122,5 @@ def humaneval_execute(samples_path: str | Path, results_path: str | Path, summar
     write_json(summary_path, summary)
     for temperature, scores in summary["per_temperature"].items():
         shown = ", ".join(f"{k}={v:.2%}" for k, v in scores.items() if k.startswith("pass@"))
-        print(f"T={temperature}: {shown}")
+        log.info("T=%s: %s", temperature, shown)
     return summary
