@@ -73,7 +73,8 @@ def test_token_view_covers_the_text_once(train_fixture, tmp_path):
 def test_plots_are_byte_identical_svgs_with_validation_points_and_resumptions(tmp_path):
     metrics = [{"step": s, "loss": 7 - s / 10, "lr": 1e-3, "grad_norm": 1.0, "tokens": 512 * s, "tokens_per_s": 1e3,
                 "mfu": 0.01} for s in range(5, 41, 5)]
-    metrics += [{"step": 20, "eval_loss": 5.0}, {"step": 20, "resumed_at_tokens": 10_240}, {"step": 40, "eval_loss": 4.0}]
+    metrics += [{"step": 20, "eval_loss": 5.0}, {"step": 20, "resumed_at_tokens": 10_240},
+                {"step": 40, "eval_loss": 4.0}]
     assert tokens_at(metrics)(20) == 10_240
     plot_losses(metrics, tmp_path / "a.svg")
     plot_losses(metrics, tmp_path / "b.svg")

@@ -5,7 +5,7 @@ then records dtype, vocab and the size of each split for the training stage.
 """
 
 from pathlib import Path
-from typing import Sequence
+from collections.abc import Sequence
 
 import logging
 import numpy as np

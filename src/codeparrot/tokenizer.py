@@ -14,7 +14,7 @@ import os
 import re
 import sysconfig
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -225,10 +225,13 @@ def merges_and_longest(tokenizer, n: int = 10) -> dict:
             "longest_tokens": [text[t] for t in longest]}
 
 
+def merges_markdown(pairs: list) -> str:
+    return ", ".join(f"`{a!r}+{b!r}`" for a, b in pairs)
+
+
 def report_markdown(report: dict) -> str:
     ours, base = report["code_tokenizer"], report["baseline_tokenizer"]
     kw = report["keyword_coverage"]
-    fmt = lambda pairs: ", ".join(f"`{a!r}+{b!r}`" for a, b in pairs)
     return "\n".join([
         "# Tokenizer",
         "",
@@ -245,9 +248,9 @@ def report_markdown(report: dict) -> str:
         f"(after a space: {kw['single_token_after_space']}/{kw['keywords']}); "
         f"split: {', '.join(kw['split']) or 'none'}.",
         "",
-        f"First merges: {fmt(report['first_merges'])}",
+        f"First merges: {merges_markdown(report['first_merges'])}",
         "",
-        f"Last merges: {fmt(report['last_merges'])}",
+        f"Last merges: {merges_markdown(report['last_merges'])}",
         "",
         "Longest tokens: " + ", ".join(f"`{t!r}`" for t in report["longest_tokens"]),
         "",

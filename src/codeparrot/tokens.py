@@ -9,7 +9,7 @@ shards and tokens each split has. Memory-mapped reads cost no RAM however big th
 import json
 import os
 from pathlib import Path
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -100,7 +100,8 @@ def humaneval_execute(samples_path: str | Path, results_path: str | Path, summar
         raise ValueError(f"{samples_path} holds no samples: rerun humaneval_generate")
     # Fails closed before any program runs. Spare sandboxes start while samples run.
     sandbox = Sandbox(isolation, limits, spares=SPARES_PER_WORKER * workers)
-    log.info("sandbox: %s; timeout %ss, %s MiB, %d workers", sandbox.describe(), limits.timeout_s, limits.memory_mb, workers)
+    log.info("sandbox: %s; timeout %ss, %s MiB, %d workers",
+             sandbox.describe(), limits.timeout_s, limits.memory_mb, workers)
     with sandbox, ThreadPoolExecutor(max_workers=workers) as executor:
         outcomes = list(tqdm(executor.map(lambda s: judge(problems[s["task_id"]], s["completion"], sandbox), samples),
                              total=len(samples), desc="execute", unit="program"))

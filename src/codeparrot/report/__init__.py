@@ -16,7 +16,7 @@ from codeparrot.atomic import atomic_write_text
 from codeparrot.raw import read_jsonl
 from codeparrot.report.data import dataset_page, funnel, funnel_rows, plot_filter_histograms, plot_funnel
 from codeparrot.report.evaluation import completion_page, pass_at_k_page, plot_completion, plot_failures, plot_pass_rate
-from codeparrot.report.render import read_json
+from codeparrot.report.render import as_list, read_json
 from codeparrot.report.tokenizer import plot_chars_per_token, tokenizer_page
 from codeparrot.report.training import plot_losses, plot_optimizer, plot_throughput, training_page
 
@@ -28,14 +28,14 @@ def report_pages(inputs: dict, out: dict[str, str], filters: dict, source: dict)
     metrics = read_jsonl(inputs["metrics"])
     if not metrics:
         raise ValueError(f"{inputs['metrics']} is empty: the train stage logged nothing; rerun it (snakemake -R train)")
-    as_list = lambda v: [v] if isinstance(v, str) else list(v)
     read, buckets, split = (read_json(inputs[k]) for k in ("read_stats", "filter_stats", "split_stats"))
     tokenizer_report = read_json(inputs["tokenizer_report"])
     results, samples = read_jsonl(inputs["humaneval_results"]), read_jsonl(inputs["humaneval_samples"])
     completion = read_json(inputs["completion"])
     pages = {
-        "dataset": dataset_page(read_json(inputs["clean_stats"]), read, buckets, split, read_json(inputs["near_dedup_stats"]),
-                                as_list(inputs["quarantine"]), inputs.get("clusters") or None, as_list(inputs["filtered"])),
+        "dataset": dataset_page(read_json(inputs["clean_stats"]), read, buckets, split,
+                                read_json(inputs["near_dedup_stats"]), as_list(inputs["quarantine"]),
+                                inputs.get("clusters") or None, as_list(inputs["filtered"])),
         "tokenizer": tokenizer_page(tokenizer_report, inputs["tokenizer"], as_list(inputs["validation_data"])),
         "training": training_page(read_json(inputs["model_report"]), metrics, read_json(inputs["validation"])),
         "humaneval": pass_at_k_page(read_json(inputs["pass_at_k"]), results, samples),

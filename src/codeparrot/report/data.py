@@ -27,12 +27,15 @@ THRESHOLDS = {"line_max": ("line_max", "max"), "line_mean": ("line_mean", "max")
 def funnel(read: dict, buckets: dict, split: dict) -> list[tuple[str, int, int]]:
     """(step, records removed, bytes removed) from reading to what is kept, in pipeline order."""
     removed, removed_bytes = buckets.get("removed_by_reason", {}), buckets.get("bytes_removed_by_reason", {})
-    steps = [("quarantined (bad input)", read["quarantined"], read["bytes_in"] - read.get("bytes_out", read["bytes_in"])),
-             ("exact duplicate", buckets["exact_dedup"]["removed"], buckets["exact_dedup"].get("bytes_removed", 0))]
+    exact = buckets["exact_dedup"]
+    quarantined_bytes = read["bytes_in"] - read.get("bytes_out", read["bytes_in"])
+    steps = [("quarantined (bad input)", read["quarantined"], quarantined_bytes),
+             ("exact duplicate", exact["removed"], exact.get("bytes_removed", 0))]
     order = [*FILTERS, "decontaminated", "license"]
     for reason in sorted(removed, key=lambda r: (order.index(r) if r in order else len(order), r)):
         steps.append((reason, removed[reason], removed_bytes.get(reason, 0)))
-    steps.append(("near duplicate", split.get("near_duplicates_removed", 0), split.get("near_duplicates_bytes_removed", 0)))
+    steps.append(("near duplicate", split.get("near_duplicates_removed", 0),
+                  split.get("near_duplicates_bytes_removed", 0)))
     return steps
 
 
@@ -79,10 +82,12 @@ def plot_filter_histograms(histograms: dict, filters: dict, source: dict, path: 
             for b, n in counts.items():
                 heights[int(b)] += n
             if heights.any():
-                ax.stairs(heights, edges, label=label, color=color, fill=label == "kept", alpha=0.5 if label == "kept" else 1)
+                kept = label == "kept"
+                ax.stairs(heights, edges, label=label, color=color, fill=kept, alpha=0.5 if kept else 1)
         if name in THRESHOLDS and filters.get(name, {}).get("enabled"):
             key, bound = THRESHOLDS[name][0], THRESHOLDS[name][1]
-            ax.axvline(filters[key][bound], color="black", ls="--", label=f"threshold ({bound} {filters[key][bound]:g})")
+            threshold = filters[key][bound]
+            ax.axvline(threshold, color="black", ls="--", label=f"threshold ({bound} {threshold:g})")
         if name == "size":
             for bound in ("min_size", "max_size"):
                 if source.get(bound):
@@ -139,7 +144,8 @@ def quarantine_examples(paths: list[str]) -> str:
                     continue
                 seen[reason] += 1
                 raw = str(record.get("raw", ""))
-                rows.append([reason, str(record.get("detail", "")), f"{record.get('shard', Path(path).name)}:{record.get('line', '?')}",
+                where = f"{record.get('shard', Path(path).name)}:{record.get('line', '?')}"
+                rows.append([reason, str(record.get("detail", "")), where,
                              Raw(pre(raw[:300] + (f"… ({len(raw):,} characters)" if len(raw) > 300 else "")))])
                 if len(rows) >= 4 * QUARANTINE_EXAMPLES:
                     break
@@ -154,21 +160,24 @@ def near_duplicate_pair(clusters_path: str | None, filtered: list[str]) -> str:
         return "<h3>Near duplicates</h3><p>Near deduplication is off.</p>"
     import pyarrow.parquet as pq
 
-    clusters = pq.read_table(clusters_path, columns=["cluster", "id", "bucket", "repo_name", "path", "keep", "size"]).to_pylist()
+    columns = ["cluster", "id", "bucket", "repo_name", "path", "keep", "size"]
+    clusters = pq.read_table(clusters_path, columns=columns).to_pylist()
     if not clusters:
         return "<h3>Near duplicates</h3><p>No near-duplicate cluster.</p>"
     largest = min(clusters, key=lambda r: (-r["size"], r["cluster"]))["cluster"]
     members = sorted((r for r in clusters if r["cluster"] == largest), key=lambda r: (not r["keep"], r["id"]))
     keeper, other = members[0], members[1]
     by_bucket = {int(re.search(r"(\d+)\.parquet$", p).group(1)): p for p in filtered}
-    texts = [read_rows(by_bucket[m["bucket"]], [m["id"] & 0xFFFFFFFF], ["content"])[0]["content"] for m in (keeper, other)]
+    texts = [read_rows(by_bucket[m["bucket"]], [m["id"] & 0xFFFFFFFF], ["content"])[0]["content"]
+             for m in (keeper, other)]
     diff = list(difflib.unified_diff(texts[0].splitlines(), texts[1].splitlines(), "kept", "removed", lineterm="", n=1))
-    shown = "".join(f"<div class={'add' if d.startswith('+') else 'del' if d.startswith('-') else ''!r}>{html.escape(d) or '&nbsp;'}</div>"
-                    for d in diff[:80])
-    names = "".join(f"<li>{'kept' if m['keep'] else 'removed'}: {html.escape(m['repo_name'])} / {html.escape(m['path'])}</li>"
-                    for m in members[:10])
+    shown = "".join(f"<div class={'add' if d.startswith('+') else 'del' if d.startswith('-') else ''!r}>"
+                    f"{html.escape(d) or '&nbsp;'}</div>" for d in diff[:80])
+    names = "".join(f"<li>{'kept' if m['keep'] else 'removed'}: "
+                    f"{html.escape(m['repo_name'])} / {html.escape(m['path'])}</li>" for m in members[:10])
     return (f"<h3>Largest near-duplicate cluster ({len(members)} files)</h3><ul>{names}</ul>"
-            f"<p>Diff of the kept file against a removed one ({len(diff)} diff lines{', first 80' if len(diff) > 80 else ''}):</p>"
+            f"<p>Diff of the kept file against a removed one "
+            f"({len(diff)} diff lines{', first 80' if len(diff) > 80 else ''}):</p>"
             f"<pre>{shown}</pre>")
 
 
@@ -182,8 +191,8 @@ def dataset_page(clean: dict, read: dict, buckets: dict, split: dict, near_dedup
     splits = ", ".join(f"{name}: {v['records']:,}" for name, v in sorted(clean["splits"].items()))
     return page(
         "Dataset",
-        table("Funnel: files and bytes removed and remaining after each step", ["step", "files removed", "bytes removed",
-                                                                              "files remaining", "bytes remaining"], rows),
+        table("Funnel: files and bytes removed and remaining after each step",
+              ["step", "files removed", "bytes removed", "files remaining", "bytes remaining"], rows),
         f"<p>Kept: {clean['kept']:,} files ({splits}).</p>",
         table("Near deduplication", ["statistic", "value"], near_rows),
         near_duplicate_pair(clusters, filtered),

@@ -36,7 +36,8 @@ def plot_failures(results: list[dict], path: str | Path) -> None:
     ax.barh(range(len(items)), [n for _, n in items], color="tab:red")
     ax.set_yticks(range(len(items)), [r for r, _ in items])
     ax.invert_yaxis()
-    ax.set(xlabel="failed samples", title=f"Why HumanEval samples failed ({sum(counts.values()):,} of {len(results):,})")
+    ax.set(xlabel="failed samples",
+           title=f"Why HumanEval samples failed ({sum(counts.values()):,} of {len(results):,})")
     save_svg(fig, path)
 
 
@@ -72,16 +73,21 @@ def pass_at_k_page(summary: dict, results: list[dict], samples: list[dict]) -> s
         note += ("<p><strong>Generated programs ran WITHOUT isolation (eval.execute.isolation: none): "
                  "they had the job's rights on this machine.</strong></p>")
     reasons = Counter(failure_reason(r.get("result")) for r in results)
+    outcomes = sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))
     return page("HumanEval", table("pass@k next to the published CodeParrot results",
                                    ["model", "samples/problem", *published_ks], rows), note,
-                table("Outcome of the samples", ["outcome", "samples"], sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))),
+                table("Outcome of the samples", ["outcome", "samples"], outcomes),
                 sample_pair(results, samples))
+
+
+def sample_key(r: dict) -> tuple:
+    """What identifies a sample in both the samples and the results file."""
+    return r["task_id"], r["temperature"], r.get("sample")
 
 
 def sample_pair(results: list[dict], samples: list[dict]) -> str:
     """One passing and one failing sample (the first in task order), with the problem's prompt."""
-    key = lambda r: (r["task_id"], r["temperature"], r.get("sample"))
-    completions = {key(s): s["completion"] for s in samples}
+    completions = {sample_key(s): s["completion"] for s in samples}
     problems = {p["task_id"]: p for p in read_problems()}
     order = sorted(results, key=lambda r: (int(r["task_id"].split("/")[1]), r["temperature"], r.get("sample") or 0))
     parts = []
@@ -93,7 +99,7 @@ def sample_pair(results: list[dict], samples: list[dict]) -> str:
         parts.append(f"<h3>{title}: {html.escape(r['task_id'])}, T = {r['temperature']:g}, outcome "
                      f"<i>{html.escape(str(r.get('result')))}</i> ({failure_reason(r.get('result'))})</h3>")
         parts.append(f"<pre>{html.escape(problems[r['task_id']]['prompt'])}<span class='add'>"
-                     f"{html.escape(completions.get(key(r), ''))}</span></pre>")
+                     f"{html.escape(completions.get(sample_key(r), ''))}</span></pre>")
     return "".join(parts)
 
 
@@ -102,18 +108,20 @@ def completion_page(completion: dict) -> str:
     metrics = [("exact_match", "next-line exact match"), ("edit_similarity", "next-line edit similarity"),
                ("humaneval_body_rate", "HumanEval completions that parse and fill the function body")]
     rows = [[label, *[pct(models[m][key]) for m in models]] for key, label in metrics]
-    s = completion["settings"]
-    note = (f"<p>{models[next(iter(models))]['lines']} lines of held-out validation files (one per file, drawn with seed "
-            f"{s['seed']}), the file up to the line before as the prompt, greedy decoding of {s['line_max_new_tokens']} tokens, "
-            "the first line the model starts as its prediction; "
-            f"{models[next(iter(models))]['humaneval_problems']} HumanEval prompts completed greedily "
+    s, first = completion["settings"], models[next(iter(models))]
+    note = (f"<p>{first['lines']} lines of held-out validation files (one per file, drawn with seed "
+            f"{s['seed']}), the file up to the line before as the prompt, greedy decoding of "
+            f"{s['line_max_new_tokens']} tokens, the first line the model starts as its prediction; "
+            f"{first['humaneval_problems']} HumanEval prompts completed greedily "
             f"(≤ {s['humaneval_max_new_tokens']} tokens, original stop strings) and parsed with ast: "
             "counted when the function gets a statement other than a bare constant (docstring, string, ...).</p>")
-    examples = [[Raw(pre(e["context"])), Raw(pre(e["target"])), *[Raw(pre(e[m], "add" if e[m] == e["target"] else ""))
-                                                                  for m in models]]
+    examples = [[Raw(pre(e["context"])), Raw(pre(e["target"])),
+                 *[Raw(pre(e[m], "add" if e[m] == e["target"] else "")) for m in models]]
                 for e in completion["line_examples"]]
-    return page("Code completion: initial vs trained model", table("Completion metrics", ["metric", *models], rows), note,
-                table("Line completion examples (context: the 5 lines before)", ["context", "real line", *models], examples))
+    return page("Code completion: initial vs trained model",
+                table("Completion metrics", ["metric", *models], rows), note,
+                table("Line completion examples (context: the 5 lines before)", ["context", "real line", *models],
+                      examples))
 
 
 def plot_completion(completion: dict, path: str | Path) -> None:

@@ -11,14 +11,20 @@ from pathlib import Path
 import numpy as np
 
 STYLE = ("<style>body{font-family:sans-serif;margin:1em} table{border-collapse:collapse;margin:0 0 1.5em}"
-         "td,th{border:1px solid #bbb;padding:3px 8px;vertical-align:top} td.n{text-align:right} caption{text-align:left;"
-         "font-weight:bold;padding:4px 0} pre{background:#f6f6f6;padding:6px;margin:2px 0;white-space:pre-wrap;"
+         "td,th{border:1px solid #bbb;padding:3px 8px;vertical-align:top} td.n{text-align:right} "
+         "caption{text-align:left;font-weight:bold;padding:4px 0} "
+         "pre{background:#f6f6f6;padding:6px;margin:2px 0;white-space:pre-wrap;"
          "font-size:12px} .add{background:#dfd} .del{background:#fdd} .tok{border-right:1px solid #fff}</style>")
 
 
 def read_json(path: str | Path) -> dict:
     with open(path) as f:
         return json.load(f)
+
+
+def as_list(paths: str | list[str]) -> list[str]:
+    """Snakemake gives a single input file as a string, several as a list."""
+    return [paths] if isinstance(paths, str) else list(paths)
 
 
 def read_rows(path: str | Path, rows: list[int], columns: list[str]) -> list[dict]:

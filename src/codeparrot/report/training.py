@@ -21,10 +21,10 @@ def training_page(model: dict, metrics: list[dict], validation: dict) -> str:
     training = []
     if train:
         last = train[-1]
-        mean = lambda key: sum(m[key] for m in train) / len(train)
+        mean_tokens_per_s, mean_mfu = (sum(m[key] for m in train) / len(train) for key in ("tokens_per_s", "mfu"))
         training = [["optimizer steps", last["step"]], ["tokens seen", last.get("tokens")],
-                    ["final training loss", last["loss"]], ["mean tokens/s", mean("tokens_per_s")],
-                    ["mean MFU", f"{100 * mean('mfu'):.1f} %"],
+                    ["final training loss", last["loss"]], ["mean tokens/s", mean_tokens_per_s],
+                    ["mean MFU", f"{100 * mean_mfu:.1f} %"],
                     ["resumptions", sum("resumed_at_tokens" in m for m in metrics)]]
     perplexity = validation["perplexity"]
     evaluation = [["validation loss", validation["loss"]],
