@@ -78,7 +78,8 @@ def seed_github_repos(bigquery_url: str) -> tuple[dict, set]:
     client.create_dataset("bigquery-public-data.github_repos", exists_ok=True)
     table = "`bigquery-public-data.github_repos.{}`".format
     client.query_and_wait(f"CREATE TABLE {table('files')} (repo_name STRING, path STRING, id STRING)")
-    client.query_and_wait(f"CREATE TABLE {table('contents')} (id STRING, size INT64, content STRING, binary BOOL, copies INT64)")
+    client.query_and_wait(
+        f"CREATE TABLE {table('contents')} (id STRING, size INT64, content STRING, binary BOOL, copies INT64)")
     client.query_and_wait(f"CREATE TABLE {table('licenses')} (repo_name STRING, license STRING)")
     files, contents, licenses, selected = github_rows()
     for name, rows in (("files", files), ("contents", contents), ("licenses", licenses)):
@@ -178,11 +179,13 @@ def test_multi_shard_export_with_string_ints(exported, tmp_path):
     from google.cloud import storage
 
     bucket = storage.Client().bucket(BUCKET)
-    sources = {name: real_source(module) for name, module in (("textwrap.py", textwrap), ("bisect.py", bisect), ("colorsys.py", colorsys))}
+    modules = (("textwrap.py", textwrap), ("bisect.py", bisect), ("colorsys.py", colorsys))
+    sources = {name: real_source(module) for name, module in modules}
     for index, (name, content) in enumerate(sorted(sources.items())):
         line = json.dumps({"repo_name": "psf/cpython", "path": name, "copies": "2",
                            "size": str(len(content.encode())), "content": content, "license": "python-2.0"})
-        bucket.blob(f"multi/file-{index:012d}.json.gz").upload_from_string(gzip.compress(line.encode() + b"\n", mtime=0))
+        shard = gzip.compress(line.encode() + b"\n", mtime=0)
+        bucket.blob(f"multi/file-{index:012d}.json.gz").upload_from_string(shard)
     bucket.blob("multi/_SUCCESS").upload_from_string(b"")  # not a shard: ignored
     manifest = gcs_download(str(tmp_path / "shards"), str(tmp_path / "manifest.json"), BUCKET, "multi",
                             cache_dir=str(tmp_path / "cache"), workers=3, retry_timeout=10)
@@ -191,7 +194,8 @@ def test_multi_shard_export_with_string_ints(exported, tmp_path):
     assert {r["path"]: r["content"] for r in records} == sources
     assert all(isinstance(r["size"], int) and r["copies"] == 2 for r in records)
     for s in manifest["shards"]:
-        assert (tmp_path / "shards" / s["file"]).read_bytes() == bucket.blob(f"multi/{s['file']}").download_as_bytes(raw_download=True)
+        exported_bytes = bucket.blob(f"multi/{s['file']}").download_as_bytes(raw_download=True)
+        assert (tmp_path / "shards" / s["file"]).read_bytes() == exported_bytes
 
 
 def test_corrupted_shard_fails_the_gcs_rule(exported):
@@ -229,8 +233,8 @@ def test_shard_that_is_not_gzipped_json_is_named_by_the_clean_stage(exported, tm
     gcs_download(str(tmp_path / "s"), str(tmp_path / "m.json"), BUCKET, "broken", cache_dir=str(tmp_path / "c"),
                  workers=1, retry_timeout=10)
     with pytest.raises(ValueError, match="file-000000000000.json.gz: not a readable gzip file.*re-download"):
-        partition_shard(str(tmp_path / "s/file-000000000000.json.gz"), str(tmp_path / "p.arrow"), str(tmp_path / "q.gz"),
-                        str(tmp_path / "st.json"), num_buckets=1)
+        partition_shard(str(tmp_path / "s/file-000000000000.json.gz"), str(tmp_path / "p.arrow"),
+                        str(tmp_path / "q.gz"), str(tmp_path / "st.json"), num_buckets=1)
 
 
 def test_damaged_export_is_cleaned_through_the_dag(exported):
@@ -246,7 +250,8 @@ def test_damaged_export_is_cleaned_through_the_dag(exported):
     workdir.mkdir()
     config = workdir / "test-config.yaml"
     config.write_text(yaml.safe_dump({
-        "source": {"kind": "gcs", "gcs": {"bucket": BUCKET, "prefix": "damaged", "workers": 2}, "on_corrupt_shard": "quarantine"},
+        "source": {"kind": "gcs", "gcs": {"bucket": BUCKET, "prefix": "damaged", "workers": 2},
+                   "on_corrupt_shard": "quarantine"},
         "clean": {"num_buckets": 2, "max_line_bytes": 65536}, "publish": {"repo_id": None},
     }))
     run_snakemake(["--configfile", str(config), "--cores", "2", "results/dataset/README.md"], workdir=workdir,
@@ -268,8 +273,8 @@ def test_refusal_comes_before_any_query(exported, monkeypatch, caplog):
     monkeypatch.setenv("BIGQUERY_EMULATOR_HOST", exported["env"]["BIGQUERY_EMULATOR_HOST"])
     caplog.set_level(logging.INFO, logger="codeparrot.sources.bigquery")
     with pytest.raises(RuntimeError, match="would scan 0 bytes, above source.bigquery.maximum_bytes_billed"):
-        bigquery_export(str(exported["base"] / "refused.json"), BUCKET, "refused", destination_table="refused.github_python",
-                        project="test-project", maximum_bytes_billed=-1)
+        bigquery_export(str(exported["base"] / "refused.json"), BUCKET, "refused",
+                        destination_table="refused.github_python", project="test-project", maximum_bytes_billed=-1)
     assert "dry run: the query would scan 0 bytes" in caplog.text
     with pytest.raises(NotFound):
         bigquery_client("test-project").get_table("test-project.refused.github_python")
@@ -301,8 +306,10 @@ def test_download_cut_short_resumes_from_its_last_byte(exported, tmp_path):
 
 
 def test_missing_bucket_prefix_and_credentials_are_one_line_errors(exported, tmp_path, monkeypatch):
-    args = dict(shards_dir=str(tmp_path / "s"), manifest_path=str(tmp_path / "m.json"), cache_dir=str(tmp_path / "c"), workers=1)
-    with pytest.raises(CloudError, match=r"^gs://no-such-bucket/x: not found .*check source.gcs.bucket and source.gcs.prefix"):
+    args = dict(shards_dir=str(tmp_path / "s"), manifest_path=str(tmp_path / "m.json"), cache_dir=str(tmp_path / "c"),
+                workers=1)
+    with pytest.raises(CloudError,
+                       match=r"^gs://no-such-bucket/x: not found .*check source.gcs.bucket and source.gcs.prefix"):
         gcs_download(bucket="no-such-bucket", prefix="x", **args)
     with pytest.raises(CloudError, match=rf"^No shards at gs://{BUCKET}/nothing/here/file-\*.json.gz"):
         gcs_download(bucket=BUCKET, prefix="nothing/here", **args)
@@ -328,8 +335,8 @@ def test_refusals_become_one_line_errors(error, expected):
 
 
 def test_one_line_error_is_the_headline_of_a_failed_rule(exported):
-    result = run_source(exported["base"] / "nobucket-run", {"kind": "gcs", "gcs": {"bucket": "no-such-bucket", "prefix": "x"}},
-                        exported["env"])
+    result = run_source(exported["base"] / "nobucket-run",
+                        {"kind": "gcs", "gcs": {"bucket": "no-such-bucket", "prefix": "x"}}, exported["env"])
     assert result.returncode != 0
     assert "ERROR: gs://no-such-bucket/x: not found" in result.stderr and "Traceback" not in result.stderr
     log = (exported["base"] / "nobucket-run/results/logs/gcs_download.log").read_text()

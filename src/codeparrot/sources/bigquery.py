@@ -107,7 +107,8 @@ def bigquery_export(
         raise ValueError("source.gcs.bucket is not set: name a bucket you own to receive the export.")
     if destination_table.count(".") != 1:
         raise ValueError(f"source.bigquery.destination_table must be dataset.table, got {destination_table!r}")
-    with cloud_errors(f"BigQuery project {project or '(of the credentials)'}", "source.bigquery.project and source.gcs.bucket"):
+    resource = f"BigQuery project {project or '(of the credentials)'}"
+    with cloud_errors(resource, "source.bigquery.project and source.gcs.bucket"):
         return _export(marker_path, bucket, prefix, destination_table, project, location, maximum_bytes_billed,
                        extension, min_size, max_size)
 
