@@ -3,6 +3,7 @@
 # `snakemake --profile profiles/slurm` is the full reproduction (config/codeparrot.yaml).
 import os
 
+
 # Resolved beside this file, so `snakemake -d <dir>` runs the same default elsewhere.
 configfile: os.path.join(workflow.basedir, "config/config.yaml")
 
@@ -16,6 +17,7 @@ include: "workflow/rules/model.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/eval.smk"
 include: "workflow/rules/report.smk"
+
 
 # `snakemake --report report.html`: this text heads the report; the pages come from report.smk.
 report: "workflow/report/workflow.rst"

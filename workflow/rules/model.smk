@@ -4,7 +4,13 @@
 MODEL = config["model"]
 INIT_MODEL_FILES = [
     f"results/model/init/{name}"
-    for name in ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
+    for name in (
+        "config.json",
+        "generation_config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    )
 ]
 
 
@@ -13,7 +19,9 @@ rule init_model:
         tokenizer=TOKENIZER_FILES,
     output:
         model=INIT_MODEL_FILES,
-        report=report("results/report/model.json", category="3. Training", subcategory="Model", caption="../report/model.rst"),
+        report=report(
+            "results/report/model.json", category="3. Training", subcategory="Model", caption="../report/model.rst"
+        ),
     params:
         preset=MODEL["preset"],
         context_length=MODEL["context_length"],

@@ -31,10 +31,12 @@ rule pretokenize:
 rule tokens_meta:
     input:
         # One shard per published parquet file of each split (dataset_files: see clean.smk).
-        unpack(lambda w: {
-            split: [f"results/tokens/{split}/shard-{i:05d}.bin" for i in range(len(dataset_files(split)))]
-            for split in PRETOKENIZE["splits"]
-        }),
+        unpack(
+            lambda w: {
+                split: [f"results/tokens/{split}/shard-{i:05d}.bin" for i in range(len(dataset_files(split)))]
+                for split in PRETOKENIZE["splits"]
+            }
+        ),
         tokenizer=TOKENIZER_FILES,
     output:
         "results/tokens/meta.json",

@@ -20,9 +20,14 @@ REPORT_ITEMS = {
 }
 REPORT_PAGES = {name: f"results/report/{item[0]}" for name, item in REPORT_ITEMS.items()}
 REPORT_OUTPUTS = {
-    name: report(REPORT_PAGES[name], caption=f"../report/{caption}", category=category, subcategory=subcategory,
-                 # One label: Snakemake turns a second label with two evenly split values into a toggle.
-                 labels={"item": f"{name.replace('_', ' ')} ({'page' if file.endswith('.html') else 'plot'})"})
+    name: report(
+        REPORT_PAGES[name],
+        caption=f"../report/{caption}",
+        category=category,
+        subcategory=subcategory,
+        # One label: Snakemake turns a second label with two evenly split values into a toggle.
+        labels={"item": f"{name.replace('_', ' ')} ({'page' if file.endswith('.html') else 'plot'})"},
+    )
     for name, (file, category, subcategory, caption) in REPORT_ITEMS.items()
 }
 

@@ -35,8 +35,18 @@ rule tokenizer_report:
         tokenizer=TOKENIZER_FILES,
         validation=lambda w: dataset_files("validation"),
     output:
-        json=report("results/report/tokenizer.json", category="2. Tokenizer", subcategory="Summary", caption="../report/tokenizer.rst"),
-        md=report("results/report/tokenizer.md", category="2. Tokenizer", subcategory="Summary", caption="../report/tokenizer.rst"),
+        json=report(
+            "results/report/tokenizer.json",
+            category="2. Tokenizer",
+            subcategory="Summary",
+            caption="../report/tokenizer.rst",
+        ),
+        md=report(
+            "results/report/tokenizer.md",
+            category="2. Tokenizer",
+            subcategory="Summary",
+            caption="../report/tokenizer.rst",
+        ),
     params:
         max_files=TOKENIZER["report"]["n_files"],
         baseline_roots=TOKENIZER["report"]["baseline_roots"],
