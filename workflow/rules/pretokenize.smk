@@ -30,7 +30,7 @@ rule pretokenize:
 
 rule tokens_meta:
     input:
-        # One shard per published parquet file of each split (dataset_files: see clean.smk).
+        # One shard per published parquet file of each split (dataset_files: see common.smk).
         unpack(
             lambda w: {
                 split: [f"results/tokens/{split}/shard-{i:05d}.bin" for i in range(len(dataset_files(split)))]
