@@ -4,10 +4,10 @@ One parquet file -> one shard, so Snakemake runs the files as parallel jobs; `to
 then records dtype, vocab and the size of each split for the training stage.
 """
 
-from pathlib import Path
-from collections.abc import Sequence
-
 import logging
+from collections.abc import Sequence
+from pathlib import Path
+
 import numpy as np
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm

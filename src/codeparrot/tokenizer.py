@@ -13,8 +13,8 @@ import logging
 import os
 import re
 import sysconfig
-from pathlib import Path
 from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq

@@ -7,16 +7,16 @@ codeparrot.eval.generate), so execution can be rerun on its own.
 from __future__ import annotations
 
 import json
+import logging
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import logging
 import numpy as np
 from tqdm.auto import tqdm
 
-from codeparrot.eval.sandbox import Limits, Sandbox, judge
 from codeparrot.atomic import atomic_write_text
+from codeparrot.eval.sandbox import Limits, Sandbox, judge
 from codeparrot.raw import read_jsonl, write_json
 
 log = logging.getLogger(__name__)
