@@ -6,7 +6,6 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
-
 from codeparrot.report.render import page, pyplot, read_rows, save_svg, table
 
 
