@@ -17,6 +17,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/source.smk"
 include: "workflow/rules/clean.smk"
 include: "workflow/rules/tokenizer.smk"
+include: "workflow/rules/pretokenize.smk"
 include: "workflow/rules/model.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/eval.smk"
@@ -31,8 +32,8 @@ rule all:
     input:
         "results/raw/manifest.json",
         "results/dataset/README.md",
-        "results/reports/tokenizer.json",
-        "results/reports/model.json",
+        "results/report/tokenizer.json",
+        "results/report/model.json",
         "results/tokens/meta.json",
         "results/train/model",
         *REPORT_PAGES.values(),

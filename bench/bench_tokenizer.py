@@ -5,7 +5,7 @@
 Corpus: real Python files of this environment (site-packages, sorted, first --mb megabytes).
 - training: `train_bpe` fed batches of 1000 documents (what the rule does) vs the same trainer
   fed one document at a time (the usual `yield text` iterator);
-- pretokenize: `pretokenize_file` (Rust `encode_batch` on a thread pool, packed shard) with
+- pretokenize: `pretokenize` (Rust `encode_batch` on a thread pool, packed shard) with
   1..N threads vs one-by-one `tokenizer(text)` calls of transformers on one core.
 Rayon sizes its pool once per process, so each thread count runs in a fresh subprocess (timed
 inside it, after the imports). On a shared machine compare figures of the same run only.
@@ -63,7 +63,7 @@ def bench_training(texts: list[str], vocab: int, repeats: int = 2) -> None:
 
 def bench_pretokenize_child(parquet: str, tokenizer_dir: str, threads: int, baseline: bool) -> dict:
     """Runs inside a fresh process (RAYON_NUM_THREADS is read once)."""
-    from codeparrot.pretokenize import pretokenize_file
+    from codeparrot.pretokenize import pretokenize
     from codeparrot.tokenizer import iter_text_batches, load_tokenizer
 
     if baseline:
@@ -75,7 +75,7 @@ def bench_pretokenize_child(parquet: str, tokenizer_dir: str, threads: int, base
         return {"seconds": time.perf_counter() - start}
     with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()
-        pretokenize_file(parquet, tokenizer_dir, Path(out) / "shard-00000.bin", threads=threads)
+        pretokenize(parquet, tokenizer_dir, Path(out) / "shard-00000.bin", threads=threads)
         return {"seconds": time.perf_counter() - start}
 
 
@@ -100,7 +100,7 @@ def bench_pretokenize(texts: list[str], vocab: int, thread_counts: list[int]) ->
               f"{mb / seconds:6.2f} MB/s per core")
         for threads in thread_counts:
             seconds = run_child(parquet, tokenizer_dir, "ours", threads=threads)
-            print(f"pretokenize_file (encode_batch + shard), {threads} core(s)  {seconds:6.2f} s  "
+            print(f"pretokenize (encode_batch + shard), {threads} core(s)  {seconds:6.2f} s  "
                   f"{mb / seconds:6.2f} MB/s = {mb / seconds / threads:6.2f} MB/s per core")
 
 

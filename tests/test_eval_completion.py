@@ -38,7 +38,8 @@ def test_every_model_is_scored_on_the_same_prompts_deterministically(train_fixtu
     texts = train_fixture.splits["validation"] + train_fixture.splits["train"][:6]
     path = tmp_path / "validation-00000-of-00001.parquet"
     pq.write_table(pa.table({"hash": [content_hash(t) for t in texts], "content": texts}), path)
-    settings = dict(seed=1, n_lines=6, humaneval_problems=3, line_max_new_tokens=8, humaneval_max_new_tokens=16, batch_size=4)
+    settings = dict(seed=1, n_lines=6, humaneval_problems=3, line_max_new_tokens=8, humaneval_max_new_tokens=16,
+                    batch_size=4)
     model = str(train_fixture.model)
     first = completion_eval({"a": model, "b": model}, [str(path)], str(tmp_path / "a.json"), **settings)
     completion_eval({"a": model}, [str(path)], str(tmp_path / "b.json"), **settings)

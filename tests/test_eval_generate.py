@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from codeparrot.eval.generate import (StopOnStrings, complete, generate_batches, generate_samples, plan_batches,
+from codeparrot.eval.generate import (StopOnStrings, complete, generate_batches, humaneval_generate, plan_batches,
                                       prompt_ids, sort_key)
 from codeparrot.eval.humaneval import STOP_STRINGS, read_problems
 from codeparrot.eval.validation import validation_loss
@@ -97,8 +97,8 @@ def test_two_accelerate_processes_write_the_same_samples_as_one(tiny, train_fixt
     model, tokenizer = tiny
     output = tmp_path / "samples.jsonl"
     settings = dict(temperatures=[0.5], n_samples=3, batch_size=2, **SETTINGS)
-    generate_samples(str(train_fixture.model), str(output), max_problems=2, num_processes=2,
-                     log_path=str(tmp_path / "log"), **settings)
+    humaneval_generate(str(train_fixture.model), str(output), max_problems=2, num_processes=2,
+                       log_path=str(tmp_path / "log"), **settings)
     written = [json.loads(line) for line in output.read_text().splitlines()]
     expected, _ = generate_batches(model, tokenizer, read_problems()[:2], plan_batches(2, [0.5], 3, 2), **SETTINGS)
     assert written == sorted(expected, key=sort_key)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from codeparrot.eval.humaneval import execute_samples, pass_at_k, read_problems, summarise, truncate_at_stop
+from codeparrot.eval.humaneval import humaneval_execute, pass_at_k, read_problems, summarise, truncate_at_stop
 from codeparrot.eval.sandbox import Limits, Sandbox, SandboxError, judge
 from conftest import run_snakemake
 
@@ -326,8 +326,8 @@ def test_fail_closed_without_a_usable_bubblewrap(tmp_path):
 def test_isolation_none_still_judges_outside_and_says_so(problems, tmp_path):
     samples = [{"task_id": p["task_id"], "temperature": 0.2, "sample": 0, "completion": c}
                for p in problems[:3] for c in (p["canonical_solution"], "    return None\n")]
-    summary = execute_samples(write_samples(tmp_path / "s.jsonl", samples), tmp_path / "r.jsonl",
-                              tmp_path / "p.json", ks=[1], isolation="none")
+    summary = humaneval_execute(write_samples(tmp_path / "s.jsonl", samples), tmp_path / "r.jsonl",
+                                tmp_path / "p.json", ks=[1], isolation="none")
     assert summary["isolation"] == "none" and "NO ISOLATION" in summary["sandbox"]
     assert summary["per_temperature"]["0.2"]["samples_passed"] == 3
 
@@ -336,7 +336,7 @@ def test_unknown_task_is_a_clear_error(tmp_path):
     samples = write_samples(tmp_path / "s.jsonl", [{"task_id": "HumanEval/999", "temperature": 0.2,
                                                     "completion": "    pass\n"}])
     with pytest.raises(ValueError, match="unknown tasks.*regenerate"):
-        execute_samples(samples, tmp_path / "r.jsonl", tmp_path / "p.json", ks=[1])
+        humaneval_execute(samples, tmp_path / "r.jsonl", tmp_path / "p.json", ks=[1])
 
 
 UNPRIVILEGED_SCRIPT = """

@@ -5,7 +5,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from codeparrot.pretokenize import pretokenize_file, write_tokens_meta
+from codeparrot.pretokenize import pretokenize, tokens_meta
 from codeparrot.tokenizer import iter_text_batches, load_tokenizer, train_tokenizer
 from codeparrot.tokens import open_split, read_document_starts, read_meta, shard_name
 from tokenizer_fixtures import ADVERSARIAL, small_dataset, write_dataset
@@ -23,9 +23,9 @@ def tokens(tmp_path_factory):
     for split, paths in files.items():
         shards[split] = [root / "tokens" / split / shard_name(i) for i in range(len(paths))]
         for path, out in zip(paths, shards[split]):
-            stats = pretokenize_file(path, tokenizer_dir, out, batch_rows=8)
+            stats = pretokenize(path, tokenizer_dir, out, batch_rows=8)
             assert stats["documents"] == pq.ParquetFile(path).metadata.num_rows
-    meta = write_tokens_meta(tokenizer_dir, root / "tokens", shards)
+    meta = tokens_meta(tokenizer_dir, root / "tokens", shards)
     return root / "tokens", files, load_tokenizer(tokenizer_dir), meta
 
 
@@ -68,11 +68,11 @@ def test_null_content_fails_and_leaves_no_shard(tokens, tmp_path):
     path = tmp_path / "train-00000-of-00001.parquet"
     pq.write_table(pa.table({"content": ["x = 1\n", None]}), path)
     with pytest.raises(ValueError, match="row 1 has no content.*clean stage"):
-        pretokenize_file(path, tokenizer_dir, tmp_path / "out" / "shard-00000.bin")
+        pretokenize(path, tokenizer_dir, tmp_path / "out" / "shard-00000.bin")
     assert list((tmp_path / "out").iterdir()) == []
 
 
 def test_meta_refuses_gaps_in_shard_numbers(tokens, tmp_path):
     tokens_dir = tokens[0]
     with pytest.raises(ValueError, match="in order"):
-        write_tokens_meta(tokens_dir.parent / "tokenizer", tmp_path, {"train": [tokens_dir / "train" / shard_name(1)]})
+        tokens_meta(tokens_dir.parent / "tokenizer", tmp_path, {"train": [tokens_dir / "train" / shard_name(1)]})

@@ -13,6 +13,7 @@ import json
 import json.decoder
 import json.scanner
 import keyword
+import logging
 import os
 import subprocess
 import textwrap
@@ -27,9 +28,9 @@ from source_fixtures import real_source
 
 from codeparrot.clean.partition import partition_shard
 from codeparrot.raw import read_raw_records
-from codeparrot.sources.bigquery import bigquery_client, check_scan_budget, export_bigquery
+from codeparrot.sources.bigquery import bigquery_client, bigquery_export, check_scan_budget
 from codeparrot.sources.cloud import CloudError, cloud_errors
-from codeparrot.sources.gcs import ShardVerificationError, download_gcs
+from codeparrot.sources.gcs import ShardVerificationError, gcs_download
 
 BUCKET, PREFIX = "codeparrot-test", "exports/raw"
 
@@ -77,7 +78,8 @@ def seed_github_repos(bigquery_url: str) -> tuple[dict, set]:
     client.create_dataset("bigquery-public-data.github_repos", exists_ok=True)
     table = "`bigquery-public-data.github_repos.{}`".format
     client.query_and_wait(f"CREATE TABLE {table('files')} (repo_name STRING, path STRING, id STRING)")
-    client.query_and_wait(f"CREATE TABLE {table('contents')} (id STRING, size INT64, content STRING, binary BOOL, copies INT64)")
+    client.query_and_wait(
+        f"CREATE TABLE {table('contents')} (id STRING, size INT64, content STRING, binary BOOL, copies INT64)")
     client.query_and_wait(f"CREATE TABLE {table('licenses')} (repo_name STRING, license STRING)")
     files, contents, licenses, selected = github_rows()
     for name, rows in (("files", files), ("contents", contents), ("licenses", licenses)):
@@ -165,7 +167,7 @@ def test_rerun_skips_verified_shards(exported, tmp_path):
     workdir = exported["workdir"]
     cache = next((workdir / "results/cache/gcs").rglob("file-*.json.gz"))
     before = cache.stat()
-    manifest = download_gcs(str(tmp_path / "shards"), str(tmp_path / "manifest.json"), BUCKET, PREFIX,
+    manifest = gcs_download(str(tmp_path / "shards"), str(tmp_path / "manifest.json"), BUCKET, PREFIX,
                             cache_dir=str(cache.parent), workers=2, retry_timeout=10)
     after = cache.stat()
     assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
@@ -177,20 +179,23 @@ def test_multi_shard_export_with_string_ints(exported, tmp_path):
     from google.cloud import storage
 
     bucket = storage.Client().bucket(BUCKET)
-    sources = {name: real_source(module) for name, module in (("textwrap.py", textwrap), ("bisect.py", bisect), ("colorsys.py", colorsys))}
+    modules = (("textwrap.py", textwrap), ("bisect.py", bisect), ("colorsys.py", colorsys))
+    sources = {name: real_source(module) for name, module in modules}
     for index, (name, content) in enumerate(sorted(sources.items())):
         line = json.dumps({"repo_name": "psf/cpython", "path": name, "copies": "2",
                            "size": str(len(content.encode())), "content": content, "license": "python-2.0"})
-        bucket.blob(f"multi/file-{index:012d}.json.gz").upload_from_string(gzip.compress(line.encode() + b"\n", mtime=0))
+        shard = gzip.compress(line.encode() + b"\n", mtime=0)
+        bucket.blob(f"multi/file-{index:012d}.json.gz").upload_from_string(shard)
     bucket.blob("multi/_SUCCESS").upload_from_string(b"")  # not a shard: ignored
-    manifest = download_gcs(str(tmp_path / "shards"), str(tmp_path / "manifest.json"), BUCKET, "multi",
+    manifest = gcs_download(str(tmp_path / "shards"), str(tmp_path / "manifest.json"), BUCKET, "multi",
                             cache_dir=str(tmp_path / "cache"), workers=3, retry_timeout=10)
     assert [s["file"] for s in manifest["shards"]] == [f"file-{i:012d}.json.gz" for i in range(3)]
     records = [r for s in manifest["shards"] for r in read_raw_records(tmp_path / "shards" / s["file"])]
     assert {r["path"]: r["content"] for r in records} == sources
     assert all(isinstance(r["size"], int) and r["copies"] == 2 for r in records)
     for s in manifest["shards"]:
-        assert (tmp_path / "shards" / s["file"]).read_bytes() == bucket.blob(f"multi/{s['file']}").download_as_bytes(raw_download=True)
+        exported_bytes = bucket.blob(f"multi/{s['file']}").download_as_bytes(raw_download=True)
+        assert (tmp_path / "shards" / s["file"]).read_bytes() == exported_bytes
 
 
 def test_corrupted_shard_fails_the_gcs_rule(exported):
@@ -216,7 +221,7 @@ def test_corrupted_shard_fails_the_gcs_rule(exported):
     assert not (workdir / "results/raw/manifest.json").exists()
     assert not list((workdir / "results/cache/gcs").rglob("file-000000000001.json.gz"))
     with pytest.raises(ShardVerificationError, match="file-000000000001.json.gz: crc32c mismatch"):
-        download_gcs(str(workdir / "again"), str(workdir / "again.json"), BUCKET, "corrupt",
+        gcs_download(str(workdir / "again"), str(workdir / "again.json"), BUCKET, "corrupt",
                      cache_dir=str(workdir / "cache2"), workers=1, retry_timeout=10)
 
 
@@ -225,11 +230,11 @@ def test_shard_that_is_not_gzipped_json_is_named_by_the_clean_stage(exported, tm
     from google.cloud import storage
 
     storage.Client().bucket(BUCKET).blob("broken/file-000000000000.json.gz").upload_from_string(b"<html>quota</html>")
-    download_gcs(str(tmp_path / "s"), str(tmp_path / "m.json"), BUCKET, "broken", cache_dir=str(tmp_path / "c"),
+    gcs_download(str(tmp_path / "s"), str(tmp_path / "m.json"), BUCKET, "broken", cache_dir=str(tmp_path / "c"),
                  workers=1, retry_timeout=10)
     with pytest.raises(ValueError, match="file-000000000000.json.gz: not a readable gzip file.*re-download"):
-        partition_shard(str(tmp_path / "s/file-000000000000.json.gz"), str(tmp_path / "p.arrow"), str(tmp_path / "q.gz"),
-                        str(tmp_path / "st.json"), num_buckets=1)
+        partition_shard(str(tmp_path / "s/file-000000000000.json.gz"), str(tmp_path / "p.arrow"),
+                        str(tmp_path / "q.gz"), str(tmp_path / "st.json"), num_buckets=1)
 
 
 def test_damaged_export_is_cleaned_through_the_dag(exported):
@@ -245,7 +250,8 @@ def test_damaged_export_is_cleaned_through_the_dag(exported):
     workdir.mkdir()
     config = workdir / "test-config.yaml"
     config.write_text(yaml.safe_dump({
-        "source": {"kind": "gcs", "gcs": {"bucket": BUCKET, "prefix": "damaged", "workers": 2}, "on_corrupt_shard": "quarantine"},
+        "source": {"kind": "gcs", "gcs": {"bucket": BUCKET, "prefix": "damaged", "workers": 2},
+                   "on_corrupt_shard": "quarantine"},
         "clean": {"num_buckets": 2, "max_line_bytes": 65536}, "publish": {"repo_id": None},
     }))
     run_snakemake(["--configfile", str(config), "--cores", "2", "results/dataset/README.md"], workdir=workdir,
@@ -260,15 +266,16 @@ def test_dry_run_budget_refuses_expensive_queries():
         check_scan_budget(2_600_000_000_000, 1_000_000_000_000)
 
 
-def test_refusal_comes_before_any_query(exported, monkeypatch, capsys):
+def test_refusal_comes_before_any_query(exported, monkeypatch, caplog):
     """Over budget (the emulator scans "0 bytes", so the budget is set below that): no table is written."""
     from google.api_core.exceptions import NotFound
 
     monkeypatch.setenv("BIGQUERY_EMULATOR_HOST", exported["env"]["BIGQUERY_EMULATOR_HOST"])
+    caplog.set_level(logging.INFO, logger="codeparrot.sources.bigquery")
     with pytest.raises(RuntimeError, match="would scan 0 bytes, above source.bigquery.maximum_bytes_billed"):
-        export_bigquery(str(exported["base"] / "refused.json"), BUCKET, "refused", destination_table="refused.github_python",
-                        project="test-project", maximum_bytes_billed=-1)
-    assert "dry run: the query would scan 0 bytes" in capsys.readouterr().out
+        bigquery_export(str(exported["base"] / "refused.json"), BUCKET, "refused",
+                        destination_table="refused.github_python", project="test-project", maximum_bytes_billed=-1)
+    assert "dry run: the query would scan 0 bytes" in caplog.text
     with pytest.raises(NotFound):
         bigquery_client("test-project").get_table("test-project.refused.github_python")
     assert not (exported["base"] / "refused.json").exists()
@@ -290,24 +297,26 @@ def test_download_cut_short_resumes_from_its_last_byte(exported, tmp_path):
     # Wrong bytes in the part already downloaded: only a resumed download keeps them (and fails the checksum).
     part.write_bytes(bytes(b ^ 0xFF for b in data[: len(data) // 2]))
     with pytest.raises(ShardVerificationError, match="crc32c mismatch"):
-        download_gcs(str(tmp_path / "s"), str(tmp_path / "m.json"), BUCKET, "ranged", cache_dir=str(cache), workers=1)
+        gcs_download(str(tmp_path / "s"), str(tmp_path / "m.json"), BUCKET, "ranged", cache_dir=str(cache), workers=1)
     assert not part.exists()  # a mismatch is never resumed again
     part.write_bytes(data[: len(data) // 2])  # the right first half, as a killed download leaves it
-    download_gcs(str(tmp_path / "s"), str(tmp_path / "m.json"), BUCKET, "ranged", cache_dir=str(cache), workers=1)
+    gcs_download(str(tmp_path / "s"), str(tmp_path / "m.json"), BUCKET, "ranged", cache_dir=str(cache), workers=1)
     assert (tmp_path / "s/file-000000000000.json.gz").read_bytes() == data
     assert not list(cache.glob(".*part*"))
 
 
 def test_missing_bucket_prefix_and_credentials_are_one_line_errors(exported, tmp_path, monkeypatch):
-    args = dict(shards_dir=str(tmp_path / "s"), manifest_path=str(tmp_path / "m.json"), cache_dir=str(tmp_path / "c"), workers=1)
-    with pytest.raises(CloudError, match=r"^gs://no-such-bucket/x: not found .*check source.gcs.bucket and source.gcs.prefix"):
-        download_gcs(bucket="no-such-bucket", prefix="x", **args)
+    args = dict(shards_dir=str(tmp_path / "s"), manifest_path=str(tmp_path / "m.json"), cache_dir=str(tmp_path / "c"),
+                workers=1)
+    with pytest.raises(CloudError,
+                       match=r"^gs://no-such-bucket/x: not found .*check source.gcs.bucket and source.gcs.prefix"):
+        gcs_download(bucket="no-such-bucket", prefix="x", **args)
     with pytest.raises(CloudError, match=rf"^No shards at gs://{BUCKET}/nothing/here/file-\*.json.gz"):
-        download_gcs(bucket=BUCKET, prefix="nothing/here", **args)
+        gcs_download(bucket=BUCKET, prefix="nothing/here", **args)
     monkeypatch.delenv("STORAGE_EMULATOR_HOST")
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "missing-key.json"))
     with pytest.raises(CloudError, match="no usable Google Cloud credentials.*gcloud auth application-default login"):
-        download_gcs(bucket=BUCKET, prefix="x", **args)
+        gcs_download(bucket=BUCKET, prefix="x", **args)
 
 
 @pytest.mark.parametrize("error, expected", [
@@ -326,8 +335,8 @@ def test_refusals_become_one_line_errors(error, expected):
 
 
 def test_one_line_error_is_the_headline_of_a_failed_rule(exported):
-    result = run_source(exported["base"] / "nobucket-run", {"kind": "gcs", "gcs": {"bucket": "no-such-bucket", "prefix": "x"}},
-                        exported["env"])
+    result = run_source(exported["base"] / "nobucket-run",
+                        {"kind": "gcs", "gcs": {"bucket": "no-such-bucket", "prefix": "x"}}, exported["env"])
     assert result.returncode != 0
     assert "ERROR: gs://no-such-bucket/x: not found" in result.stderr and "Traceback" not in result.stderr
     log = (exported["base"] / "nobucket-run/results/logs/gcs_download.log").read_text()

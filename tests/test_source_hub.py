@@ -97,8 +97,8 @@ def test_hub_dataset_without_repo_name_and_with_odd_types_is_cleaned(tmp_path, m
     run = tmp_path / "run"
     run.mkdir()
     config = run / "hub.yaml"
-    config.write_text(yaml.safe_dump({"source": {"kind": "hub", "hub": {"path": str(root)}}, "clean": {"num_buckets": 1},
-                                      "publish": {"repo_id": None}}))
+    config.write_text(yaml.safe_dump({"source": {"kind": "hub", "hub": {"path": str(root)}},
+                                      "clean": {"num_buckets": 1}, "publish": {"repo_id": None}}))
     snakemake(["--configfile", str(config), "--cores", "2", "results/dataset/README.md"], workdir=run, timeout=600)
     manifest = json.loads((run / "results/raw/manifest.json").read_text())
     summary = json.loads((run / "results/stats/clean/clean.json").read_text())
@@ -107,7 +107,8 @@ def test_hub_dataset_without_repo_name_and_with_odd_types_is_cleaned(tmp_path, m
          "content": c, "license": i} for i, (p, c) in enumerate(sources)])}
     assert manifest["records"] == len(sources)
     check_clean_outputs(expected, run / "results/quarantine", summary, run / "results/dataset/data")
-    assert summary["quarantined"] == 0 and summary["normalised"] == {"copies_from_string": 12, "license_from_number": 12}
+    assert summary["quarantined"] == 0
+    assert summary["normalised"] == {"copies_from_string": 12, "license_from_number": 12}
 
 
 def test_dataset_without_content_fails_clearly(tmp_path, monkeypatch):
@@ -125,6 +126,7 @@ def test_collect_hub_rule(hub_folder, tmp_path, snakemake):
     (tmp_path / "run").mkdir()
     config = tmp_path / "hub.yaml"
     config.write_text(yaml.safe_dump({"source": {"kind": "hub", "hub": {"path": str(hub_folder), "split": "train"}}}))
-    snakemake(["--configfile", str(config), "--cores", "1", "results/raw/manifest.json"], workdir=tmp_path / "run", timeout=300)
+    snakemake(["--configfile", str(config), "--cores", "1", "results/raw/manifest.json"], workdir=tmp_path / "run",
+              timeout=300)
     manifest = json.loads((tmp_path / "run/results/raw/manifest.json").read_text())
     assert manifest["source"] == "hub" and manifest["records"] == 3

@@ -61,9 +61,12 @@ def test_round_trip_on_adversarial_strings(tokenizer_dir, text):
     assert tokenizer.eos_token_id not in ids  # a literal <|endoftext|> in code stays text
 
 
+def flat(batches) -> list[str]:
+    return [t for b in batches for t in b]
+
+
 def test_sample_is_seeded_and_independent_of_batch_size(dataset):
     files = dataset[0]["train"]
-    flat = lambda batches: [t for b in batches for t in b]
     a = flat(sample_text_batches(files, 40, seed=1, batch_rows=7))
     assert a == flat(sample_text_batches(files[::-1], 40, seed=1, batch_rows=1000))
     assert len(a) == 40 and len(set(a)) == 40

@@ -1,11 +1,12 @@
 """Tokenize the published dataset once into packed token shards (codeparrot.tokens).
 
-One parquet file -> one shard, so Snakemake runs the files as parallel jobs; `write_tokens_meta`
+One parquet file -> one shard, so Snakemake runs the files as parallel jobs; `tokens_meta`
 then records dtype, vocab and the size of each split for the training stage.
 """
 
+import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -14,9 +15,11 @@ from tqdm.auto import tqdm
 from codeparrot.tokenizer import encode_batch, iter_text_batches, load_tokenizer, set_threads
 from codeparrot.tokens import TokenShardWriter, index_path, shard_name, token_dtype, write_meta
 
+log = logging.getLogger(__name__)
 
-def pretokenize_file(parquet_path: str | Path, tokenizer_dir: str | Path, out_bin: str | Path,
-                     batch_rows: int = 1000, threads: int | None = None) -> dict:
+
+def pretokenize(parquet_path: str | Path, tokenizer_dir: str | Path, out_bin: str | Path,
+                batch_rows: int = 1000, threads: int | None = None) -> dict:
     """Encode every document of one parquet file (batched, on `threads` cores) into one shard."""
     set_threads(threads)
     tokenizer = load_tokenizer(tokenizer_dir)
@@ -34,8 +37,8 @@ def pretokenize_file(parquet_path: str | Path, tokenizer_dir: str | Path, out_bi
     return {"documents": writer.documents, "tokens": writer.tokens}
 
 
-def write_tokens_meta(tokenizer_dir: str | Path, tokens_dir: str | Path,
-                      shards: dict[str, Sequence[str | Path]]) -> dict:
+def tokens_meta(tokenizer_dir: str | Path, tokens_dir: str | Path,
+                shards: dict[str, Sequence[str | Path]]) -> dict:
     """meta.json for the shards of each split (their sizes read from the files themselves)."""
     tokenizer = load_tokenizer(tokenizer_dir)
     dtype = token_dtype(len(tokenizer))
@@ -55,5 +58,5 @@ def write_tokens_meta(tokenizer_dir: str | Path, tokens_dir: str | Path,
             "splits": splits}
     write_meta(tokens_dir, meta)
     for split, s in splits.items():
-        print(f"{split}: {s['documents']} documents, {s['tokens']} tokens in {s['shards']} shard(s)")
+        log.info("%s: %d documents, %d tokens in %d shard(s)", split, s["documents"], s["tokens"], s["shards"])
     return meta

@@ -9,17 +9,20 @@ encode + decode reproduces any file exactly. Code that wants the end-of-text tok
 import hashlib
 import json
 import keyword
+import logging
 import os
 import re
 import sysconfig
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from codeparrot.atomic import atomic_write_text, save_pretrained
+
+log = logging.getLogger(__name__)
 
 EOS_TOKEN = "<|endoftext|>"
 TEXT_COLUMN = "content"
@@ -113,8 +116,8 @@ def train_tokenizer(train_files: Sequence[str | Path], out_dir: str | Path, voca
         sample = counted(sample_text_batches(train_files, n_files, seed, batch_rows), progress)
         tokenizer = train_bpe(sample, vocab_size, length=n_docs, min_frequency=min_frequency)
     save_pretrained(out_dir, tokenizer)
-    print(f"Trained a {len(tokenizer)}-token byte-level BPE on {stats['documents']} files "
-          f"({stats['characters'] / 1e6:.1f} M characters) -> {out_dir}")
+    log.info("Trained a %d-token byte-level BPE on %d files (%.1f M characters) -> %s",
+             len(tokenizer), stats["documents"], stats["characters"] / 1e6, out_dir)
     return {"vocab_size": len(tokenizer), **stats}
 
 
@@ -222,10 +225,13 @@ def merges_and_longest(tokenizer, n: int = 10) -> dict:
             "longest_tokens": [text[t] for t in longest]}
 
 
+def merges_markdown(pairs: list) -> str:
+    return ", ".join(f"`{a!r}+{b!r}`" for a, b in pairs)
+
+
 def report_markdown(report: dict) -> str:
     ours, base = report["code_tokenizer"], report["baseline_tokenizer"]
     kw = report["keyword_coverage"]
-    fmt = lambda pairs: ", ".join(f"`{a!r}+{b!r}`" for a, b in pairs)
     return "\n".join([
         "# Tokenizer",
         "",
@@ -242,9 +248,9 @@ def report_markdown(report: dict) -> str:
         f"(after a space: {kw['single_token_after_space']}/{kw['keywords']}); "
         f"split: {', '.join(kw['split']) or 'none'}.",
         "",
-        f"First merges: {fmt(report['first_merges'])}",
+        f"First merges: {merges_markdown(report['first_merges'])}",
         "",
-        f"Last merges: {fmt(report['last_merges'])}",
+        f"Last merges: {merges_markdown(report['last_merges'])}",
         "",
         "Longest tokens: " + ", ".join(f"`{t!r}`" for t in report["longest_tokens"]),
         "",
@@ -280,5 +286,5 @@ def tokenizer_report(tokenizer_dir: str | Path, validation_files: Sequence[str |
     }
     atomic_write_text(out_json, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     atomic_write_text(out_md, report_markdown(report))
-    print(report_markdown(report))
+    log.info("%s", report_markdown(report))
     return report

@@ -8,8 +8,8 @@ shards and tokens each split has. Memory-mapped reads cost no RAM however big th
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 

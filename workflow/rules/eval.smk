@@ -91,7 +91,12 @@ rule completion_eval:
     params:
         init_dir=lambda wildcards, input: os.path.dirname(input.init[0]),
         seed=config["seed"],
-        settings=EVAL["completion"],
+        n_lines=EVAL["completion"]["n_lines"],
+        min_line_chars=EVAL["completion"]["min_line_chars"],
+        line_max_new_tokens=EVAL["completion"]["line_max_new_tokens"],
+        humaneval_problems=EVAL["completion"]["humaneval_problems"],
+        humaneval_max_new_tokens=EVAL["completion"]["humaneval_max_new_tokens"],
+        batch_size=EVAL["completion"]["batch_size"],
     log:
         "results/logs/completion_eval.log",
     threads: 2

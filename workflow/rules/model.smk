@@ -20,7 +20,7 @@ rule init_model:
     output:
         model=INIT_MODEL_FILES,
         report=report(
-            "results/reports/model.json", category="3. Training", subcategory="Model", caption="../report/model.rst"
+            "results/report/model.json", category="3. Training", subcategory="Model", caption="../report/model.rst"
         ),
     params:
         preset=MODEL["preset"],

@@ -1,4 +1,4 @@
-# Stage: report. Pages and plots for `snakemake --report report.html` (codeparrot.eval.report);
+# Stage: report. Pages and plots for `snakemake --report report.html` (codeparrot.report);
 # captions in workflow/report/. `rule all` ends here.
 
 # name -> (file, category, subcategory, caption); the category is the report's page group.
@@ -44,8 +44,8 @@ rule report_pages:
         filtered=expand("results/clean/filtered/bucket-{bucket}.parquet", bucket=BUCKETS),
         validation_data=dataset_files("validation"),
         tokenizer=TOKENIZER_FILES[0],
-        tokenizer_report="results/reports/tokenizer.json",
-        model_report="results/reports/model.json",
+        tokenizer_report="results/report/tokenizer.json",
+        model_report="results/report/model.json",
         metrics="results/train/metrics.jsonl",
         validation="results/eval/validation_loss.json",
         pass_at_k="results/eval/humaneval_pass_at_k.json",

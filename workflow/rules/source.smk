@@ -70,7 +70,7 @@ if SOURCE["kind"] in ("gcs", "bigquery"):
             workers=SOURCE["gcs"]["workers"],
             project=SOURCE["bigquery"]["project"],
             # Verified downloads survive a rerun here; the shards folder holds hard links to them.
-            cache=f"results/cache/gcs/{SOURCE['gcs']['bucket']}/{SOURCE['gcs']['prefix'].strip('/')}",
+            cache_dir=f"results/cache/gcs/{SOURCE['gcs']['bucket']}/{SOURCE['gcs']['prefix'].strip('/')}",
         log:
             "results/logs/gcs_download.log",
         threads: 2

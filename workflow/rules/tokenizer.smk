@@ -1,8 +1,7 @@
 # Stage: tokenizer (see docs/architecture.md). Byte-level BPE trained on the published train
-# split, its report, and the packed token shards the train stage reads (one job per parquet file).
+# split (codeparrot.tokenizer) and its report.
 
 TOKENIZER = config["tokenizer"]
-PRETOKENIZE = config["pretokenize"]
 TOKENIZER_FILES = ["results/tokenizer/tokenizer.json", "results/tokenizer/tokenizer_config.json"]
 
 
@@ -22,7 +21,7 @@ rule train_tokenizer:
     log:
         "results/logs/train_tokenizer.log",
     resources:
-        # The trainer keeps every distinct pre-token with its count: ~60 MB per 1000 files.
+        # The trainer keeps every distinct pre-token with its count: memory grows with the files sampled.
         mem_mb=lambda w: 2000 + (TOKENIZER["n_files"] or 1_000_000) // 16,
         runtime=lambda w: 10 + (TOKENIZER["n_files"] or 1_000_000) // 2000,
     conda:
@@ -36,15 +35,20 @@ rule tokenizer_report:
         tokenizer=TOKENIZER_FILES,
         validation=lambda w: dataset_files("validation"),
     output:
-        json="results/reports/tokenizer.json",
+        json=report(
+            "results/report/tokenizer.json",
+            category="2. Tokenizer",
+            subcategory="Summary",
+            caption="../report/tokenizer.rst",
+        ),
         md=report(
-            "results/reports/tokenizer.md",
+            "results/report/tokenizer.md",
             category="2. Tokenizer",
             subcategory="Summary",
             caption="../report/tokenizer.rst",
         ),
     params:
-        n_files=TOKENIZER["report"]["n_files"],
+        max_files=TOKENIZER["report"]["n_files"],
         baseline_roots=TOKENIZER["report"]["baseline_roots"],
         baseline_max_bytes=TOKENIZER["report"]["baseline_max_bytes"],
         seed=config["seed"],
@@ -58,52 +62,3 @@ rule tokenizer_report:
         "../../envs/data.yaml"
     script:
         "../scripts/tokenizer_report.py"
-
-
-rule pretokenize:
-    input:
-        data=lambda w: dataset_files(w.split)[int(w.shard)],
-        tokenizer=TOKENIZER_FILES,
-    output:
-        bin="results/tokens/{split}/shard-{shard}.bin",
-        idx="results/tokens/{split}/shard-{shard}.idx.npy",
-    wildcard_constraints:
-        split="train|validation",
-        shard=r"\d{5}",
-    params:
-        batch_rows=PRETOKENIZE["batch_rows"],
-    threads: PRETOKENIZE["threads"]
-    log:
-        "results/logs/pretokenize/{split}-{shard}.log",
-    resources:
-        mem_mb=2000,
-        runtime=60,
-    conda:
-        "../../envs/data.yaml"
-    script:
-        "../scripts/pretokenize.py"
-
-
-rule tokens_meta:
-    input:
-        # One shard per published parquet file of each split (dataset_files: see clean.smk).
-        unpack(
-            lambda w: {
-                split: [f"results/tokens/{split}/shard-{i:05d}.bin" for i in range(len(dataset_files(split)))]
-                for split in PRETOKENIZE["splits"]
-            }
-        ),
-        tokenizer=TOKENIZER_FILES,
-    output:
-        "results/tokens/meta.json",
-    params:
-        splits=PRETOKENIZE["splits"],
-    log:
-        "results/logs/tokens_meta.log",
-    resources:
-        mem_mb=1000,
-        runtime=10,
-    conda:
-        "../../envs/data.yaml"
-    script:
-        "../scripts/tokens_meta.py"

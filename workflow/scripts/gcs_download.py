@@ -1,9 +1,9 @@
 from codeparrot.logs import redirect_to_log
-from codeparrot.sources.gcs import download_gcs
+from codeparrot.sources.gcs import gcs_download
 
 with redirect_to_log(snakemake.log[0]):
     p = snakemake.params
-    download_gcs(
+    gcs_download(
         snakemake.output.shards, snakemake.output.manifest, bucket=p.bucket, prefix=p.prefix,
-        cache_dir=p.cache, workers=p.workers, project=p.project,
+        cache_dir=p.cache_dir, workers=p.workers, project=p.project,
     )

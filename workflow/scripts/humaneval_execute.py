@@ -1,4 +1,4 @@
-from codeparrot.eval.humaneval import execute_samples
+from codeparrot.eval.humaneval import humaneval_execute
 from codeparrot.eval.sandbox import Limits
 from codeparrot.logs import redirect_to_log
 
@@ -6,5 +6,5 @@ with redirect_to_log(snakemake.log[0]):
     p = snakemake.params
     limits = Limits(timeout_s=p.timeout_s, memory_mb=p.memory_mb, max_processes=p.max_processes,
                     max_file_mb=p.max_file_mb, max_write_mb=p.max_write_mb)
-    execute_samples(snakemake.input[0], snakemake.output.results, snakemake.output.summary, ks=p.ks,
+    humaneval_execute(snakemake.input[0], snakemake.output.results, snakemake.output.summary, ks=p.ks,
                     limits=limits, workers=snakemake.threads, isolation=p.isolation)

@@ -77,17 +77,20 @@ def next_line(generated: str) -> str:
     return generated.split("\n")[1].strip() if "\n" in generated else ""
 
 
-def greedy(model, tokenizer, prompts: list[str], max_new_tokens: int, batch_size: int, stop_strings, desc: str) -> list[str]:
+def greedy(model, tokenizer, prompts: list[str], max_new_tokens: int, batch_size: int, stop_strings,
+           desc: str) -> list[str]:
     from codeparrot.eval.generate import complete
 
     out = []
     for start in tqdm(range(0, len(prompts), batch_size), desc=desc, unit="batch"):
-        texts, _ = complete(model, tokenizer, prompts[start:start + batch_size], 0.0, 1.0, max_new_tokens, 0, stop_strings)
+        batch = prompts[start:start + batch_size]
+        texts, _ = complete(model, tokenizer, batch, 0.0, 1.0, max_new_tokens, 0, stop_strings)
         out += texts
     return out
 
 
-def score_model(model_dir: str, lines: list[dict], problems: list[dict], settings: dict) -> tuple[dict, list[str], list[str]]:
+def score_model(model_dir: str, lines: list[dict], problems: list[dict],
+                settings: dict) -> tuple[dict, list[str], list[str]]:
     """Line-completion and HumanEval-syntax scores of one model, with its predictions."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -102,7 +105,8 @@ def score_model(model_dir: str, lines: list[dict], problems: list[dict], setting
     raw = greedy(model, tokenizer, [s["prompt"] for s in lines], settings["line_max_new_tokens"],
                  settings["batch_size"], (), f"lines {Path(model_dir).name}")
     predictions = [next_line(text) for text in raw]
-    completions = greedy(model, tokenizer, [p["prompt"].rstrip() for p in problems], settings["humaneval_max_new_tokens"],
+    prompts = [p["prompt"].rstrip() for p in problems]
+    completions = greedy(model, tokenizer, prompts, settings["humaneval_max_new_tokens"],
                          settings["batch_size"], STOP_STRINGS, f"humaneval {Path(model_dir).name}")
     n = max(len(lines), 1)
     scores = {
@@ -120,7 +124,8 @@ def score_model(model_dir: str, lines: list[dict], problems: list[dict], setting
 
 def completion_eval(models: dict[str, str], validation_files: list[str], output: str, seed: int, n_lines: int = 200,
                     min_line_chars: int = 4, line_max_new_tokens: int = 32, humaneval_problems: int | None = None,
-                    humaneval_max_new_tokens: int = 64, batch_size: int = 16, threads: int = 1, examples: int = 8) -> dict:
+                    humaneval_max_new_tokens: int = 64, batch_size: int = 16, threads: int = 1,
+                    examples: int = 8) -> dict:
     """Score every model in `models` ({name: from_pretrained folder}) on the same prompts; write JSON."""
     tables = [read_parquet(f, columns=["hash", "content"]) for f in validation_files]
     contents = {h: c for t in tables for h, c in zip(t["hash"].to_pylist(), t["content"].to_pylist())}
@@ -129,8 +134,9 @@ def completion_eval(models: dict[str, str], validation_files: list[str], output:
         raise ValueError(f"no line to complete in {validation_files}: the validation split is empty; "
                          "raise clean.split.validation_fraction")
     problems = read_problems()[:humaneval_problems]
-    settings = {"seed": seed, "n_lines": n_lines, "min_line_chars": min_line_chars, "line_max_new_tokens": line_max_new_tokens,
-                "humaneval_max_new_tokens": humaneval_max_new_tokens, "batch_size": batch_size, "threads": threads}
+    settings = {"seed": seed, "n_lines": n_lines, "min_line_chars": min_line_chars,
+                "line_max_new_tokens": line_max_new_tokens, "humaneval_max_new_tokens": humaneval_max_new_tokens,
+                "batch_size": batch_size, "threads": threads}
     result = {"settings": settings, "models": {}, "line_examples": [], "humaneval_examples": []}
     predictions, completions = {}, {}
     for name, model_dir in models.items():
@@ -139,9 +145,11 @@ def completion_eval(models: dict[str, str], validation_files: list[str], output:
         log.info("%s: exact match %.3f, edit similarity %.3f, HumanEval completions that parse with a body %.3f (%s s)",
                  name, m["exact_match"], m["edit_similarity"], m["humaneval_body_rate"], m["seconds"])
     for i, s in enumerate(lines[:examples]):
-        result["line_examples"].append({"context": "\n".join(s["prompt"].split("\n")[-5:]), "target": s["target"].strip(),
+        context = "\n".join(s["prompt"].split("\n")[-5:])
+        result["line_examples"].append({"context": context, "target": s["target"].strip(),
                                         **{name: predictions[name][i] for name in models}})
     for i, p in enumerate(problems[:2]):
-        result["humaneval_examples"].append({"task_id": p["task_id"], **{name: completions[name][i] for name in models}})
+        result["humaneval_examples"].append({"task_id": p["task_id"],
+                                             **{name: completions[name][i] for name in models}})
     write_json(output, result)
     return result

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import time
 from pathlib import Path
@@ -24,6 +25,8 @@ import numpy as np
 import torch
 
 from codeparrot.eval.humaneval import STOP_STRINGS, read_problems, truncate_at_stop
+
+log = logging.getLogger(__name__)
 
 Row = tuple[int, float, int]  # (task index, temperature, sample)
 
@@ -118,13 +121,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", required=True, help="from_pretrained folder with model and tokenizer")
     parser.add_argument("--output", required=True, help="JSONL of samples")
     parser.add_argument("--temperatures", type=float, nargs="+", required=True)
-    parser.add_argument("--top-p", type=float, default=0.95)
+    # No defaults here: humaneval_generate passes every value (defaults: workflow/schemas/eval.schema.yaml).
+    parser.add_argument("--top-p", type=float, required=True)
     parser.add_argument("--n-samples", type=int, required=True)
-    parser.add_argument("--max-new-tokens", type=int, default=256)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--max-new-tokens", type=int, required=True)
+    parser.add_argument("--batch-size", type=int, required=True)
+    parser.add_argument("--seed", type=int, required=True)
     parser.add_argument("--max-problems", type=int, default=None, help="first N problems only")
     args = parser.parse_args(argv)
+    # A process of its own (accelerate launch): the project's messages; the libraries' at warning level only.
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger("codeparrot").setLevel(logging.INFO)
 
     accelerator = Accelerator()
     tokenizer = AutoTokenizer.from_pretrained(args.model)
@@ -140,8 +147,8 @@ def main(argv: list[str] | None = None) -> None:
                                          args.seed, progress)
     progress.close()
     elapsed = time.perf_counter() - start
-    print(f"process {accelerator.process_index}: {len(lines)} samples, {tokens} tokens in {elapsed:.0f} s "
-          f"({tokens / max(elapsed, 1e-9):.0f} tokens/s)")
+    log.info("process %d: %d samples, %d tokens in %.0f s (%.0f tokens/s)", accelerator.process_index, len(lines),
+             tokens, elapsed, tokens / max(elapsed, 1e-9))
 
     output = Path(args.output)
     part = output.with_name(f"{output.name}.part{accelerator.process_index}")
@@ -158,9 +165,9 @@ def main(argv: list[str] | None = None) -> None:
     accelerator.end_training()
 
 
-def generate_samples(model_dir: str, output: str, temperatures: list[float], top_p: float, n_samples: int,
-                     max_new_tokens: int, batch_size: int, seed: int, max_problems: int | None = None,
-                     num_processes: int = 1, mixed_precision: str = "no", log_path: str | None = None) -> None:
+def humaneval_generate(model_dir: str, output: str, temperatures: list[float], top_p: float, n_samples: int,
+                       max_new_tokens: int, batch_size: int, seed: int, max_problems: int | None = None,
+                       num_processes: int = 1, mixed_precision: str = "no", log_path: str | None = None) -> None:
     """The humaneval_generate rule: this module under `accelerate launch`, one process per GPU."""
     from codeparrot.launch import run_accelerate
 

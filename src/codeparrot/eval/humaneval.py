@@ -7,6 +7,7 @@ codeparrot.eval.generate), so execution can be rerun on its own.
 from __future__ import annotations
 
 import json
+import logging
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -14,9 +15,11 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from codeparrot.eval.sandbox import Limits, Sandbox, judge
 from codeparrot.atomic import atomic_write_text
+from codeparrot.eval.sandbox import Limits, Sandbox, judge
 from codeparrot.raw import read_jsonl, write_json
+
+log = logging.getLogger(__name__)
 
 # The original CodeParrot stop strings: a new top-level statement ends the function body.
 STOP_STRINGS = ("\nclass", "\ndef", "\n#", "\n@", "\nprint", "\nif")
@@ -83,9 +86,9 @@ def summarise(results: list[dict], ks: list[int]) -> dict:
     return {"per_temperature": per_temperature, "best": best}
 
 
-def execute_samples(samples_path: str | Path, results_path: str | Path, summary_path: str | Path,
-                    ks: list[int], limits: Limits = Limits(), workers: int = 1,
-                    isolation: str = "bubblewrap") -> dict:
+def humaneval_execute(samples_path: str | Path, results_path: str | Path, summary_path: str | Path,
+                      ks: list[int], limits: Limits = Limits(), workers: int = 1,
+                      isolation: str = "bubblewrap") -> dict:
     """Judge every sample (codeparrot.eval.sandbox.judge: the program runs isolated, `workers` at a
     time; the check runs here), write one result line per sample and the pass@k summary as JSON."""
     problems = {p["task_id"]: p for p in read_problems()}
@@ -97,7 +100,8 @@ def execute_samples(samples_path: str | Path, results_path: str | Path, summary_
         raise ValueError(f"{samples_path} holds no samples: rerun humaneval_generate")
     # Fails closed before any program runs. Spare sandboxes start while samples run.
     sandbox = Sandbox(isolation, limits, spares=SPARES_PER_WORKER * workers)
-    print(f"sandbox: {sandbox.describe()}; timeout {limits.timeout_s}s, {limits.memory_mb} MiB, {workers} workers")
+    log.info("sandbox: %s; timeout %ss, %s MiB, %d workers",
+             sandbox.describe(), limits.timeout_s, limits.memory_mb, workers)
     with sandbox, ThreadPoolExecutor(max_workers=workers) as executor:
         outcomes = list(tqdm(executor.map(lambda s: judge(problems[s["task_id"]], s["completion"], sandbox), samples),
                              total=len(samples), desc="execute", unit="program"))
@@ -119,5 +123,5 @@ def execute_samples(samples_path: str | Path, results_path: str | Path, summary_
     write_json(summary_path, summary)
     for temperature, scores in summary["per_temperature"].items():
         shown = ", ".join(f"{k}={v:.2%}" for k, v in scores.items() if k.startswith("pass@"))
-        print(f"T={temperature}: {shown}")
+        log.info("T=%s: %s", temperature, shown)
     return summary

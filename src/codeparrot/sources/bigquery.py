@@ -11,11 +11,14 @@ For tests and local development, BIGQUERY_EMULATOR_HOST=http://host:port makes t
 anonymously to that emulator (e.g. `local-bigquery`); STORAGE_EMULATOR_HOST does the same for GCS.
 """
 
+import logging
 import os
 
 from codeparrot.raw import write_json
 from codeparrot.sources.cloud import CloudError, cloud_errors
 from codeparrot.sources.gcs import shard_blobs, storage_client
+
+log = logging.getLogger(__name__)
 
 EMULATOR_ENV = "BIGQUERY_EMULATOR_HOST"
 
@@ -71,8 +74,8 @@ def dry_run(client, sql: str, parameters: list, maximum_bytes_billed: int) -> in
 
     config = bigquery.QueryJobConfig(dry_run=True, use_query_cache=False, query_parameters=parameters)
     scanned = client.query(sql, job_config=config).total_bytes_processed or 0
-    print(f"dry run: the query would scan {scanned:,} bytes ({scanned / 1e12:.2f} TB); "
-          f"budget {maximum_bytes_billed:,} bytes")
+    log.info("dry run: the query would scan %s bytes (%.2f TB); budget %s bytes",
+             f"{scanned:,}", scanned / 1e12, f"{maximum_bytes_billed:,}")
     check_scan_budget(scanned, maximum_bytes_billed)
     return scanned
 
@@ -83,11 +86,11 @@ def remove_old_shards(bucket: str, prefix: str, project: str | None) -> int:
     for blob in old:
         blob.delete()
     if old:
-        print(f"removed {len(old)} shard(s) of an earlier export from gs://{bucket}/{prefix.strip('/')}/")
+        log.info("removed %d shard(s) of an earlier export from gs://%s/%s/", len(old), bucket, prefix.strip("/"))
     return len(old)
 
 
-def export_bigquery(
+def bigquery_export(
     marker_path: str,
     bucket: str,
     prefix: str,
@@ -104,7 +107,8 @@ def export_bigquery(
         raise ValueError("source.gcs.bucket is not set: name a bucket you own to receive the export.")
     if destination_table.count(".") != 1:
         raise ValueError(f"source.bigquery.destination_table must be dataset.table, got {destination_table!r}")
-    with cloud_errors(f"BigQuery project {project or '(of the credentials)'}", "source.bigquery.project and source.gcs.bucket"):
+    resource = f"BigQuery project {project or '(of the credentials)'}"
+    with cloud_errors(resource, "source.bigquery.project and source.gcs.bucket"):
         return _export(marker_path, bucket, prefix, destination_table, project, location, maximum_bytes_billed,
                        extension, min_size, max_size)
 
@@ -125,7 +129,7 @@ def _export(marker_path, bucket, prefix, destination_table, project, location, m
         destination=table_id, write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE,
         maximum_bytes_billed=maximum_bytes_billed, query_parameters=parameters,
     ))
-    print(f"query job {query_job.job_id} -> {table_id}")
+    log.info("query job %s -> %s", query_job.job_id, table_id)
     query_job.result()
     rows = client.get_table(table_id).num_rows
 
@@ -135,7 +139,7 @@ def _export(marker_path, bucket, prefix, destination_table, project, location, m
         destination_format=bigquery.DestinationFormat.NEWLINE_DELIMITED_JSON,
         compression=bigquery.Compression.GZIP,
     ))
-    print(f"extract job {extract_job.job_id} -> {uri}")
+    log.info("extract job %s -> %s", extract_job.job_id, uri)
     extract_job.result()
 
     marker = {
@@ -150,5 +154,5 @@ def _export(marker_path, bucket, prefix, destination_table, project, location, m
         "destination_uri_file_counts": extract_job.destination_uri_file_counts,
     }
     write_json(marker_path, marker)
-    print(f"exported {rows:,} rows to {uri}")
+    log.info("exported %s rows to %s", f"{rows:,}", uri)
     return marker

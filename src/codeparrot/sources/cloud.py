@@ -38,7 +38,8 @@ def cloud_errors(resource: str, keys: str):
     except (auth.DefaultCredentialsError, auth.RefreshError) as error:
         raise CloudError(
             f"{resource}: no usable Google Cloud credentials ({_first_line(error)}); run "
-            "`gcloud auth application-default login` or set GOOGLE_APPLICATION_CREDENTIALS to a service account key file."
+            "`gcloud auth application-default login` or set GOOGLE_APPLICATION_CREDENTIALS to a service account "
+            "key file."
         ) from None
     except (api.TooManyRequests, api.ResourceExhausted) as error:
         raise CloudError(f"{resource}: quota or rate limit exceeded ({_reason(error)}: {_first_line(error)}); "
@@ -52,6 +53,7 @@ def cloud_errors(resource: str, keys: str):
         if isinstance(error, api.BadRequest):
             raise
         raise CloudError(f"{resource}: permission denied ({_first_line(error)}); give the credentials' account access "
-                         f"(roles/storage.objectViewer to read a bucket, bigquery.jobUser to query), or check {keys}.") from None
+                         "(roles/storage.objectViewer to read a bucket, bigquery.jobUser to query), "
+                         f"or check {keys}.") from None
     except api.NotFound as error:
         raise CloudError(f"{resource}: not found ({_first_line(error)}); check {keys}.") from None

@@ -92,7 +92,8 @@ def verify_checksum(path: Path, blob) -> str:
                     "the download: re-export or re-upload it, then rerun."
                 )
             return local["crc32c"]
-    raise ShardVerificationError(f"gs://{blob.bucket.name}/{blob.name} declares neither crc32c nor md5; cannot verify it.")
+    raise ShardVerificationError(
+        f"gs://{blob.bucket.name}/{blob.name} declares neither crc32c nor md5; cannot verify it.")
 
 
 def _record_path(cached: Path) -> Path:
@@ -105,7 +106,8 @@ def _already_verified(cached: Path, blob) -> dict | None:
         record = json.loads(_record_path(cached).read_text())
     except (OSError, ValueError):
         return None
-    same_object = record.get("generation") == blob.generation and (not blob.crc32c or record.get("crc32c") == blob.crc32c)
+    same_object = (record.get("generation") == blob.generation
+                   and (not blob.crc32c or record.get("crc32c") == blob.crc32c))
     if same_object and cached.is_file() and cached.stat().st_size == record["entry"]["file_bytes"] == blob.size:
         return record["entry"]
     return None
@@ -140,7 +142,8 @@ def fetch_shard(blob, cache_dir: Path, client=None, progress: tqdm | None = None
         raise
     commit(part, cached)
     entry = shard_entry(cached, None, None)
-    record = {"object": f"gs://{blob.bucket.name}/{blob.name}", "generation": blob.generation, "crc32c": crc32c, "entry": entry}
+    record = {"object": f"gs://{blob.bucket.name}/{blob.name}", "generation": blob.generation, "crc32c": crc32c,
+              "entry": entry}
     write_json(_record_path(cached), record)
     if progress is not None:
         progress.update(blob.size)
@@ -156,7 +159,7 @@ def _link(src: Path, dst: Path) -> None:
             shutil.copyfile(src, tmp)
 
 
-def download_gcs(
+def gcs_download(
     shards_dir: str,
     manifest_path: str,
     bucket: str,
@@ -199,7 +202,8 @@ def download_gcs(
                 except ShardVerificationError as error:
                     errors.append(str(error))
     if errors:
-        raise ShardVerificationError(f"{len(errors)} of {len(blobs)} shard(s) failed verification:\n" + "\n".join(sorted(errors)))
+        raise ShardVerificationError(f"{len(errors)} of {len(blobs)} shard(s) failed verification:\n"
+                                     + "\n".join(sorted(errors)))
     shards = [entries[name] for name in sorted(entries)]
     for entry in shards:
         _link(cache / entry["file"], out / entry["file"])

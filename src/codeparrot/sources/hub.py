@@ -60,14 +60,17 @@ def collect_hub(
     from datasets import load_dataset
 
     if not path:
-        raise ValueError("source.hub.path is not set: give a dataset id (e.g. transformersbook/codeparrot) or a local folder.")
+        raise ValueError("source.hub.path is not set: give a dataset id (e.g. transformersbook/codeparrot) "
+                         "or a local folder.")
     stream = load_dataset(path, split=split, streaming=True)
     if stream.column_names is not None and "content" not in stream.column_names:
-        raise ValueError(f"{path} has no `content` column (columns: {', '.join(stream.column_names)}); it is not a dataset of code files.")
+        raise ValueError(f"{path} has no `content` column (columns: {', '.join(stream.column_names)}); "
+                         "it is not a dataset of code files.")
     skipped = Counter()
     with RawShardWriter(shards_dir, shard_bytes) as writer:
         records = hub_records(stream, extension, min_size, max_size, skipped, dataset_name(path))
-        for kept, record in enumerate(tqdm(records, desc=f"collect {os.path.basename(path.rstrip('/'))}", unit=" files", mininterval=2)):
+        desc = f"collect {os.path.basename(path.rstrip('/'))}"
+        for kept, record in enumerate(tqdm(records, desc=desc, unit=" files", mininterval=2)):
             if max_records is not None and kept >= max_records:
                 break
             writer.write(record)

@@ -77,7 +77,8 @@ def collect_local(
     with RawShardWriter(shards_dir, shard_bytes) as writer:
         for root in roots:
             owners = file_owners(root)
-            for relpath, path in tqdm(walk_python_files(root, extension, skipped), desc=f"collect {root}", unit=" files", mininterval=2):
+            files = walk_python_files(root, extension, skipped)
+            for relpath, path in tqdm(files, desc=f"collect {root}", unit=" files", mininterval=2):
                 if max_files is not None and kept >= max_files:
                     break
                 if reason := size_out_of_bounds(os.lstat(path).st_size, min_size, max_size):

@@ -1,4 +1,4 @@
-"""Pieces of the report pages (codeparrot.eval.report); the whole report of a real run is rendered
+"""Pieces of the report pages (codeparrot.report); the whole report of a real run is rendered
 in headless Chromium by tests/test_workflow.py."""
 
 import gzip
@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 
 from codeparrot.clean.stats import HISTOGRAM_EDGES, histogram, sum_stats
-from codeparrot.eval.report import (failure_reason, funnel, funnel_rows, plot_filter_histograms, plot_losses,
-                                    quarantine_examples, token_view, tokens_at)
+from codeparrot.report.data import funnel, funnel_rows, plot_filter_histograms, quarantine_examples
+from codeparrot.report.evaluation import failure_reason
+from codeparrot.report.tokenizer import token_view
+from codeparrot.report.training import plot_losses, tokens_at
 
 
 @pytest.mark.parametrize("result, reason", [
@@ -71,7 +73,8 @@ def test_token_view_covers_the_text_once(train_fixture, tmp_path):
 def test_plots_are_byte_identical_svgs_with_validation_points_and_resumptions(tmp_path):
     metrics = [{"step": s, "loss": 7 - s / 10, "lr": 1e-3, "grad_norm": 1.0, "tokens": 512 * s, "tokens_per_s": 1e3,
                 "mfu": 0.01} for s in range(5, 41, 5)]
-    metrics += [{"step": 20, "eval_loss": 5.0}, {"step": 20, "resumed_at_tokens": 10_240}, {"step": 40, "eval_loss": 4.0}]
+    metrics += [{"step": 20, "eval_loss": 5.0}, {"step": 20, "resumed_at_tokens": 10_240},
+                {"step": 40, "eval_loss": 4.0}]
     assert tokens_at(metrics)(20) == 10_240
     plot_losses(metrics, tmp_path / "a.svg")
     plot_losses(metrics, tmp_path / "b.svg")
