@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from codeparrot.clean.doc_id import decode_doc_ids
 from codeparrot.clean.filters import FILTERS
 from codeparrot.clean.stats import HISTOGRAM_EDGES, sum_stats
 from codeparrot.report.render import Raw, page, pre, pyplot, read_rows, save_svg, table
@@ -168,7 +169,7 @@ def near_duplicate_pair(clusters_path: str | None, filtered: list[str]) -> str:
     members = sorted((r for r in clusters if r["cluster"] == largest), key=lambda r: (not r["keep"], r["id"]))
     keeper, other = members[0], members[1]
     by_bucket = {int(re.search(r"(\d+)\.parquet$", p).group(1)): p for p in filtered}
-    texts = [read_rows(by_bucket[m["bucket"]], [m["id"] & 0xFFFFFFFF], ["content"])[0]["content"]
+    texts = [read_rows(by_bucket[m["bucket"]], [int(decode_doc_ids([m["id"]])[1][0])], ["content"])[0]["content"]
              for m in (keeper, other)]
     diff = list(difflib.unified_diff(texts[0].splitlines(), texts[1].splitlines(), "kept", "removed", lineterm="", n=1))
     shown = "".join(f"<div class={'add' if d.startswith('+') else 'del' if d.startswith('-') else ''!r}>"
