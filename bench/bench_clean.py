@@ -45,7 +45,8 @@ def run_jobs(jobs: list[tuple[str, str, dict]], parallel: int = 2) -> list[dict]
     while pending or running:
         while pending and len(running) < parallel:
             module, function, kwargs = pending.pop(0)
-            proc = subprocess.Popen([sys.executable, "-c", CHILD.format(module=module, function=function), json.dumps(kwargs)],
+            proc = subprocess.Popen([sys.executable, "-c", CHILD.format(module=module, function=function),
+                                     json.dumps(kwargs)],
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
             running[proc.pid] = (proc, function)
         pid, status, usage = os.wait4(-1, 0)
@@ -83,7 +84,8 @@ def scaled_corpus(work: Path, base: list[str], scale: int) -> list[str]:
                 for shard in base:
                     for r in read_raw_records(shard):
                         if copy:
-                            r = {**r, "repo_name": f"{r['repo_name']}-copy{copy}", "content": f"# copy {copy}\n{r['content']}"}
+                            r = {**r, "repo_name": f"{r['repo_name']}-copy{copy}",
+                                 "content": f"# copy {copy}\n{r['content']}"}
                             r["size"] = len(r["content"].encode())
                         writer.write(r)
         tmp.rename(out)
@@ -104,7 +106,8 @@ def train_tokenizer(work: Path, shards: list[str]) -> str:
         tok = Tokenizer(models.BPE())
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
         tok.decoder = decoders.ByteLevel()
-        tok.train_from_iterator(sample, trainers.BpeTrainer(vocab_size=32768, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+        tok.train_from_iterator(
+            sample, trainers.BpeTrainer(vocab_size=32768, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
         tok.save(str(path))
     return str(path)
 
@@ -133,13 +136,15 @@ def clean_jobs(shards: list[str], work: Path, buckets: int, tokenizer: str | Non
         (work / sub).mkdir(parents=True, exist_ok=True)
     partition = [("codeparrot.clean.partition", "partition_shard", {
         "raw_path": s, "out_path": str(work / "partition" / f"{Path(s).name}.arrow"),
-        "quarantine_path": str(work / "stats" / f"{Path(s).name}.q.gz"), "stats_path": str(work / "stats" / f"{Path(s).name}.json"),
+        "quarantine_path": str(work / "stats" / f"{Path(s).name}.q.gz"),
+        "stats_path": str(work / "stats" / f"{Path(s).name}.json"),
         "num_buckets": buckets, "stat_settings": stat_settings(filters), "batch_bytes": settings["batch_bytes"],
         "decontaminate": settings["decontaminate"]}) for s in shards]
     parts = [j[2]["out_path"] for j in partition]
     bucket = [("codeparrot.clean.bucket", "clean_bucket", {
         "partition_paths": parts, "bucket": b, "out_path": str(work / "filtered" / f"{b:05d}.parquet"),
-        "removed_path": str(work / "filtered" / f"{b:05d}.removed.parquet"), "stats_path": str(work / "stats" / f"b{b}.json"),
+        "removed_path": str(work / "filtered" / f"{b:05d}.removed.parquet"),
+        "stats_path": str(work / "stats" / f"b{b}.json"),
         "seed": 1, "filters": filters, "license": settings["license"]})
         for b in range(buckets)]
     return partition, bucket, [j[2]["out_path"] for j in bucket]
@@ -157,16 +162,19 @@ def near_dedup_jobs(filtered: list[str], work: Path) -> list[list]:
     clusters = str(work / "nd" / "clusters.parquet")
     return [
         [("codeparrot.clean.near_dedup", "bucket_signatures", {
-            "filtered_path": f, "bucket": b, "out_path": sigs[b], "stats_path": sigs[b] + ".json", "ngram": near["ngram"],
-            "num_perm": near["num_perm"], "bands": bands, "rows": rows, "min_words": near["min_words"], "seed": 1,
+            "filtered_path": f, "bucket": b, "out_path": sigs[b], "stats_path": sigs[b] + ".json",
+            "ngram": near["ngram"], "num_perm": near["num_perm"], "bands": bands, "rows": rows,
+            "min_words": near["min_words"], "seed": 1,
             "batch_bytes": near["batch_bytes"]}) for b, f in enumerate(filtered)],
         [("codeparrot.clean.near_dedup", "band_edges", {"signature_paths": sigs, "bands": group, "out_path": edges[g]})
          for g, group in enumerate(groups)],
         [("codeparrot.clean.near_dedup", "cluster_duplicates", {
             "edge_paths": edges, "signature_paths": sigs, "out_path": clusters, "stats_path": clusters + ".json"})],
         [("codeparrot.clean.split", "split_bucket", {
-            "filtered_path": f, "clusters_path": clusters, "bucket": b, "stats_path": str(work / "nd" / f"split-{b}.json"),
-            "split_paths": {s: str(work / "dataset" / "data" / f"{s}-{b:05d}.parquet") for s in ("train", "validation")},
+            "filtered_path": f, "clusters_path": clusters, "bucket": b,
+            "stats_path": str(work / "nd" / f"split-{b}.json"),
+            "split_paths": {s: str(work / "dataset" / "data" / f"{s}-{b:05d}.parquet")
+                            for s in ("train", "validation")},
             "seed": 1, "validation_fraction": 0.05, "split_by": "hash"}) for b, f in enumerate(filtered)],
     ]
 
@@ -195,7 +203,8 @@ def baseline_preprocess(records: list[dict], with_ratio_tokenizer: str | None) -
         stats = {"line_mean": np.mean(lengths), "line_max": max(lengths),
                  "alpha_frac": np.mean([ch.isalnum() for ch in c])}
         lines = c.splitlines()
-        auto = any(k in line.lower() for line in lines[:5] for k in ("auto-generated", "autogenerated", "automatically generated"))
+        auto = any(k in line.lower() for line in lines[:5]
+                   for k in ("auto-generated", "autogenerated", "automatically generated"))
         cfg = any(k in line.lower() for line in lines[:5] for k in ("unit tests", "test file", "configuration file"))
         thr, cc, ct = int(0.05 * c.count("\n")), 0, 0
         for line in lines:
@@ -269,7 +278,8 @@ def measure_baseline(shards: list[str], mb: float, tokenizer: str, work: Path) -
         _, status, usage = os.wait4(proc.pid, 0)
         if status:
             raise RuntimeError(proc.stderr.read().decode()[-2000:])
-        out[name] = {"cpu_s": usage.ru_utime + usage.ru_stime, "peak_mb": usage.ru_maxrss / 1024, "wall_s": time.time() - start}
+        out[name] = {"cpu_s": usage.ru_utime + usage.ru_stime, "peak_mb": usage.ru_maxrss / 1024,
+                     "wall_s": time.time() - start}
     return out
 
 
@@ -304,11 +314,12 @@ def main():
             partition, bucket, filtered = clean_jobs(shards, run, buckets, tok)
             results = run_jobs(partition, args.parallel) + run_jobs(bucket, args.parallel)
             cpu, peak, by_job = summarise(results)
-            row[f"exact_dedup_filters_{label}"] = {"cpu_s": round(cpu, 2), "mb_per_cpu_s": round(mb / cpu, 2), "peak_mb": peak,
-                                                   "cpu_s_by_job": by_job, "jobs": len(results)}
+            row[f"exact_dedup_filters_{label}"] = {"cpu_s": round(cpu, 2), "mb_per_cpu_s": round(mb / cpu, 2),
+                                                   "peak_mb": peak, "cpu_s_by_job": by_job, "jobs": len(results)}
         import pyarrow.parquet as pq
         import pyarrow.compute as pc
-        nd_mb = sum(pc.sum(pc.binary_length(pq.read_table(f, columns=["content"])["content"])).as_py() for f in filtered) / 1e6
+        nd_mb = sum(pc.sum(pc.binary_length(pq.read_table(f, columns=["content"])["content"])).as_py()
+                    for f in filtered) / 1e6
         results = []
         for stage in near_dedup_jobs(filtered, run):
             results += run_jobs(stage, args.parallel)
@@ -318,13 +329,19 @@ def main():
                              "raw_mb_per_cpu_s": round(mb / cpu, 2), "peak_mb": peak, "removed": clusters["removed"],
                              "cpu_s_by_job": by_job, "jobs": len(results)}
         report["scales"][f"{scale}x"] = row
-        e0, e1, nd = row["exact_dedup_filters_without_tokenizer"], row["exact_dedup_filters_with_tokenizer"], row["near_dedup"]
+        e0, e1, nd = (row["exact_dedup_filters_without_tokenizer"], row["exact_dedup_filters_with_tokenizer"],
+                      row["near_dedup"])
         print(f"{scale}x: {mb:.0f} MB raw, {len(shards)} shards, {buckets} buckets")
-        print(f"  exact dedup + filters          {e0['mb_per_cpu_s']:7.2f} MB/CPU-s  (baseline {report['baseline']['preprocess_without_ratio']['mb_per_cpu_s']:.2f}, goal >= 30)")
-        print(f"  ... with char/token filter     {e1['mb_per_cpu_s']:7.2f} MB/CPU-s  (baseline {report['baseline']['preprocess_with_ratio']['mb_per_cpu_s']:.2f}, goal >= 5)")
-        print(f"  near dedup end to end          {nd['mb_per_cpu_s']:7.2f} MB/CPU-s of its {nd['input_mb']:.0f} MB input "
-              f"({nd['raw_mb_per_cpu_s']:.2f} per raw MB; baseline {report['baseline']['near_dedup']['mb_per_cpu_s']:.2f}, goal >= 17)")
-        print("  CPU-s by job: " + ", ".join(f"{k} {v}" for k, v in {**e0['cpu_s_by_job'], **nd['cpu_s_by_job']}.items())
+        print(f"  exact dedup + filters          {e0['mb_per_cpu_s']:7.2f} MB/CPU-s  "
+              f"(baseline {report['baseline']['preprocess_without_ratio']['mb_per_cpu_s']:.2f}, goal >= 30)")
+        print(f"  ... with char/token filter     {e1['mb_per_cpu_s']:7.2f} MB/CPU-s  "
+              f"(baseline {report['baseline']['preprocess_with_ratio']['mb_per_cpu_s']:.2f}, goal >= 5)")
+        print(f"  near dedup end to end          {nd['mb_per_cpu_s']:7.2f} MB/CPU-s "
+              f"of its {nd['input_mb']:.0f} MB input "
+              f"({nd['raw_mb_per_cpu_s']:.2f} per raw MB; "
+              f"baseline {report['baseline']['near_dedup']['mb_per_cpu_s']:.2f}, goal >= 17)")
+        print("  CPU-s by job: "
+              + ", ".join(f"{k} {v}" for k, v in {**e0['cpu_s_by_job'], **nd['cpu_s_by_job']}.items())
               + f" ({e0['jobs'] + nd['jobs']} processes)")
         print("  peak MB per job: " + ", ".join(f"{k} {v:.0f}" for k, v in {**e1['peak_mb'], **nd['peak_mb']}.items()))
     (work / "report.json").write_text(json.dumps(report, indent=2))

@@ -60,17 +60,21 @@ def main() -> None:
         total_mb = sum(map(len, payloads)) / 1e6
         print(f"{args.shards} shards, {total_mb:.1f} MB gzipped, {args.shards * args.mb:.0f} MB content")
         # Warm-up (imports, auth, connection set-up) so that the first timed run is not penalised.
-        gcs_download(str(Path(tmp) / "warm/shards"), str(Path(tmp) / "warm/m.json"), "bench", "raw", str(Path(tmp) / "warm/cache"))
+        gcs_download(str(Path(tmp) / "warm/shards"), str(Path(tmp) / "warm/m.json"), "bench", "raw",
+                     str(Path(tmp) / "warm/cache"))
         baseline = None
         for workers in args.workers:
             run = Path(tmp) / f"w{workers}"
             start = time.perf_counter()
-            gcs_download(str(run / "shards"), str(run / "manifest.json"), "bench", "raw", str(run / "cache"), workers=workers)
+            gcs_download(str(run / "shards"), str(run / "manifest.json"), "bench", "raw", str(run / "cache"),
+                         workers=workers)
             seconds = time.perf_counter() - start
             baseline = baseline or seconds
-            print(f"workers={workers:2d}: {seconds:6.2f} s  {total_mb / seconds:7.1f} MB/s  x{baseline / seconds:.2f} vs workers={args.workers[0]}")
+            print(f"workers={workers:2d}: {seconds:6.2f} s  {total_mb / seconds:7.1f} MB/s  "
+                  f"x{baseline / seconds:.2f} vs workers={args.workers[0]}")
         start = time.perf_counter()
-        gcs_download(str(run / "shards2"), str(run / "manifest2.json"), "bench", "raw", str(run / "cache"), workers=args.workers[-1])
+        gcs_download(str(run / "shards2"), str(run / "manifest2.json"), "bench", "raw", str(run / "cache"),
+                     workers=args.workers[-1])
         print(f"rerun (all shards already verified in the cache): {time.perf_counter() - start:.2f} s")
 
 

@@ -42,7 +42,8 @@ def write_shard(path: Path, lines: list[bytes], line_mb: int) -> None:
         half = len(lines) // 2
         f.write(b"\n".join(lines[:half]) + b"\n")
         if line_mb:
-            f.write(b'{"repo_name": "huge/one", "path": "huge.py", "copies": 1, "size": 0, "license": null, "content": "')
+            f.write(b'{"repo_name": "huge/one", "path": "huge.py", "copies": 1, "size": 0, "license": null, '
+                    b'"content": "')
             block = b"x = 1\\n" * (1 << 17)  # 896 KiB of escaped newlines: one JSON string
             for _ in range(line_mb * (1 << 20) // len(block)):
                 f.write(block)
@@ -51,8 +52,9 @@ def write_shard(path: Path, lines: list[bytes], line_mb: int) -> None:
 
 
 def run(shard: Path, work: Path, name: str) -> dict:
-    args = {"raw_path": str(shard), "out_path": str(work / f"{name}.arrow"), "quarantine_path": str(work / f"{name}.q.gz"),
-            "stats_path": str(work / f"{name}.json"), "num_buckets": 4}  # clean's defaults otherwise (max_line_bytes 8 MiB)
+    # clean's defaults otherwise (max_line_bytes 8 MiB)
+    args = {"raw_path": str(shard), "out_path": str(work / f"{name}.arrow"),
+            "quarantine_path": str(work / f"{name}.q.gz"), "stats_path": str(work / f"{name}.json"), "num_buckets": 4}
     start = time.perf_counter()
     out = subprocess.run([sys.executable, "-c", CHILD, json.dumps(args)], check=True, capture_output=True, text=True)
     return {**json.loads(out.stdout.strip().splitlines()[-1]), "seconds": time.perf_counter() - start}
@@ -72,7 +74,8 @@ def main() -> None:
         write_shard(shard, lines, line_mb)
         results[name] = run(shard, work, name)
         r = results[name]
-        print(f"{name:>20}: shard {shard.stat().st_size / 1e6:8.1f} MB gzipped, peak RSS {r['vmhwm_kb'] / 1024:7.1f} MiB, "
+        print(f"{name:>20}: shard {shard.stat().st_size / 1e6:8.1f} MB gzipped, "
+              f"peak RSS {r['vmhwm_kb'] / 1024:7.1f} MiB, "
               f"{r['seconds']:6.1f} s, kept {r['records_out']}, quarantined {r['quarantined_by_reason']}")
     base, huge = (r["vmhwm_kb"] for r in results.values())
     print(f"ratio with/without: {huge / base:.3f} (goal <= 1.2)")

@@ -75,7 +75,8 @@ class Shard:
     good: list[dict] = field(default_factory=list)
 
 
-def write_corpus(folder: Path, max_line_bytes: int, seed: int = 0, num_shards: int = 3, files: int = 40) -> dict[str, Shard]:
+def write_corpus(folder: Path, max_line_bytes: int, seed: int = 0, num_shards: int = 3,
+                 files: int = 40) -> dict[str, Shard]:
     """Write `num_shards` mixed shards, one ending in a truncated gzip member and one followed by
     bytes that are not gzip (a damaged shard), as file-*.json.gz in `folder`; return the expectation."""
     rng = random.Random(seed)
@@ -129,7 +130,8 @@ def check_clean_outputs(expected: dict[str, Shard], quarantine_dir: Path, summar
         assert all(q["shard"] == name and q["detail"] for q in entries)
     good = {(r["repo_name"], r["path"]): r for shard in expected.values() for r in shard.good}
     assert summary["quarantined"] == sum(len(s.bad) for s in expected.values())
-    assert summary["records_in"] == summary["kept"] + sum(summary["removed_by_reason"].values()) + summary["quarantined"]
+    assert summary["records_in"] == (summary["kept"] + sum(summary["removed_by_reason"].values())
+                                     + summary["quarantined"])
     assert len(good) == summary["kept"] + sum(summary["removed_by_reason"].values())
     kept = [row for path in sorted(data_dir.glob("*.parquet")) for row in pq.read_table(path).to_pylist()]
     assert len(kept) == summary["kept"] > 0

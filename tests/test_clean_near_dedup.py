@@ -14,8 +14,8 @@ import pytest
 
 from codeparrot.clean.doc_id import decode_doc_ids, encode_doc_ids
 from codeparrot.clean.near_dedup import (
-    band_edges, band_groups, bucket_signatures, cluster_duplicates, lsh_bands, minhash_signatures, optimal_bands, union_find,
-    word_hashes,
+    band_edges, band_groups, bucket_signatures, cluster_duplicates, lsh_bands, minhash_signatures, optimal_bands,
+    union_find, word_hashes,
 )
 
 THRESHOLD, NGRAM, NUM_PERM = 0.85, 5, 256
@@ -61,7 +61,7 @@ def corpus():
     rng = random.Random(0)
     originals = [(f"pypi/{p.parent.name}", str(p.relative_to(site)), p.read_text()) for p in files[:160]]
     docs = list(originals)
-    for i, (repo, path, content) in enumerate(originals[:60]):
+    for i, (_repo, path, content) in enumerate(originals[:60]):
         edit = (rename_variable, change_comments, reindent)[i % 3]
         variant = edit(content, rng)
         if i % 4 == 0:
@@ -119,7 +119,8 @@ def test_recall_and_precision_against_exact_jaccard(corpus, tmp_path):
     for row in clusters:
         members.setdefault(row["cluster"], []).append((row["repo_name"], row["path"]))
     removed = [((r["repo_name"], r["path"]), members[r["cluster"]]) for r in clusters if not r["keep"]]
-    justified = sum(any(frozenset((name, other)) in true for other in group if other != name) for name, group in removed)
+    justified = sum(any(frozenset((name, other)) in true for other in group if other != name)
+                    for name, group in removed)
     removal_precision = justified / len(removed)
     print(f"near dedup: {len(true)} true pairs, {len(found)} pairs clustered, recall {recall:.3f}, "
           f"pair precision {pair_precision:.3f}, removal precision {removal_precision:.3f}")
@@ -133,7 +134,8 @@ def test_recall_and_precision_against_exact_jaccard(corpus, tmp_path):
 
 def test_clusters_do_not_depend_on_bucket_count(corpus, tmp_path):
     one, _ = run_near_dedup(corpus, tmp_path / "one" if (tmp_path / "one").mkdir() is None else None, buckets=1)
-    four, _ = run_near_dedup(list(reversed(corpus)), tmp_path / "four" if (tmp_path / "four").mkdir() is None else None, buckets=4)
+    four, _ = run_near_dedup(list(reversed(corpus)),
+                             tmp_path / "four" if (tmp_path / "four").mkdir() is None else None, buckets=4)
 
     def as_sets(clusters):
         return sorted((r["repo_name"], r["path"], r["keep"], r["size"]) for r in clusters)

@@ -49,7 +49,8 @@ def test_each_kind_of_bad_line_is_quarantined(tmp_path):
 
     assert sorted(table["path"].to_pylist()) == ["ok1.py", "ok2.py"]
     size = len(GOOD["content"].encode())
-    assert table["copies"].to_pylist() == [3, 3] and table["size"].to_pylist() == [size, size]  # string ints fixed, size recomputed
+    # string ints fixed, size recomputed
+    assert table["copies"].to_pylist() == [3, 3] and table["size"].to_pylist() == [size, size]
     assert sorted(table["license"].to_pylist()) == ["5", "mit"]
     assert stats["normalised"] == {"copies_from_string": 2, "license_from_number": 1}
     reasons = {q["reason"]: q["line"] for q in quarantine}
@@ -76,7 +77,9 @@ def test_every_damage_of_the_corpus_is_quarantined_at_its_position(tmp_path):
 
 def test_damaged_shard_fails_naming_it_and_the_remedy(tmp_path):
     write_corpus(tmp_path, max_line_bytes=65536)
-    with pytest.raises(ValueError, match=r"file-000000000002.json.gz: not a readable gzip file .*source.on_corrupt_shard: quarantine"):
+    with pytest.raises(ValueError,
+                       match=r"file-000000000002.json.gz: not a readable gzip file "
+                             r".*source.on_corrupt_shard: quarantine"):
         partition(tmp_path, tmp_path / "file-000000000002.json.gz")
 
 

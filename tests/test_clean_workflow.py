@@ -25,7 +25,8 @@ def test_clean_stage_publishes_dataset(snakemake, tmp_path):
                     "validation-00000-of-00002.parquet", "validation-00001-of-00002.parquet"]
     summary = json.loads((tmp_path / "results/stats/clean/clean.json").read_text())
     assert summary["records_in"] == 300
-    assert summary["records_in"] == summary["kept"] + sum(summary["removed_by_reason"].values()) + summary["quarantined"]
+    assert summary["records_in"] == (summary["kept"] + sum(summary["removed_by_reason"].values())
+                                     + summary["quarantined"])
     for stage in ("read", "exact_dedup_and_filters", "near_dedup", "split"):
         assert (tmp_path / f"results/stats/clean/{stage}.json").is_file()
     assert (tmp_path / "results/clean/near_dedup/clusters.parquet").is_file()
@@ -52,6 +53,7 @@ def test_bad_clean_config_fails_before_any_job(snakemake, tmp_path):
 def test_missing_tokenizer_path_fails_before_any_job(snakemake, tmp_path):
     config = write_config(tmp_path)
     extra = tmp_path / "tok.yaml"
-    extra.write_text(yaml.safe_dump({"clean": {"filters": {"char_token_ratio": {"tokenizer": str(tmp_path / "nope")}}}}))
+    extra.write_text(yaml.safe_dump(
+        {"clean": {"filters": {"char_token_ratio": {"tokenizer": str(tmp_path / "nope")}}}}))
     proc = snakemake([*config, str(extra), "-n"], workdir=tmp_path, check=False)
     assert proc.returncode != 0 and "clean.filters.char_token_ratio.tokenizer" in proc.stdout + proc.stderr

@@ -184,7 +184,8 @@ def test_stand_in_answers_like_the_hub(hub, tmp_path):
 def test_bad_push_config_fails_before_any_job(snakemake, tmp_path):
     overlay = tmp_path / "c.yaml"
     overlay.write_text(yaml.safe_dump({"publish": {"repo_id": "codeparrot-clean"}, "train": {"run_name": "../main"}}))
-    proc = snakemake(["--configfile", str(ROOT / "config/config.yaml"), str(overlay), "-n"], workdir=tmp_path, check=False)
+    proc = snakemake(["--configfile", str(ROOT / "config/config.yaml"), str(overlay), "-n"], workdir=tmp_path,
+                     check=False)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0 and "config key `publish.repo_id`" in out and "config key `train.run_name`" in out
 
@@ -214,7 +215,8 @@ def test_push_rules_and_round_trip_through_the_hub_source(hub, snakemake, train_
     assert stored == {str(p.relative_to(published)): p.read_bytes() for p in published.rglob("*") if p.is_file()}
     card = yaml.safe_load(stored["README.md"].decode().split("---\n")[1])
     assert card["license"] == "other" and card["configs"][0]["data_files"] == [
-        {"split": "train", "path": "data/train-*.parquet"}, {"split": "validation", "path": "data/validation-*.parquet"}]
+        {"split": "train", "path": "data/train-*.parquet"},
+        {"split": "validation", "path": "data/validation-*.parquet"}]
     examples = {s["name"]: s["num_examples"] for s in card["dataset_info"]["splits"]}
     assert examples == {s: len(read_rows(published, s)) for s in ("train", "validation")}
     assert "## Cleaning statistics" in stored["README.md"].decode()
@@ -235,7 +237,8 @@ def test_push_rules_and_round_trip_through_the_hub_source(hub, snakemake, train_
     assert hub_repo_files(root, "model", "alice/codeparrot-tiny", "tiny-run") == model_files
     trained = json.loads((a / "results/train/hub_push.json").read_text())
     assert trained["revision"] == "tiny-run"
-    assert json.loads((root / "models/alice/codeparrot-tiny/repo.json").read_text())["refs"]["tiny-run"] == trained["commit"]
+    assert (json.loads((root / "models/alice/codeparrot-tiny/repo.json").read_text())["refs"]["tiny-run"]
+            == trained["commit"])
 
     # datasets streams the pushed repo back through HF_ENDPOINT: the published rows, in order.
     streamed = python("""

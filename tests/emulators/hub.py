@@ -97,7 +97,7 @@ class Handler(BaseHTTPRequestHandler):
 
     # -- plumbing -----------------------------------------------------------------------------
     def log_message(self, format, *args):  # the tests read the log: no tokens are in it (headers are not logged)
-        sys.stderr.write("%s %s\n" % (self.log_date_time_string(), format % args))
+        sys.stderr.write(f"{self.log_date_time_string()} {format % args}\n")
 
     @property
     def store(self) -> Store:
@@ -171,7 +171,8 @@ class Handler(BaseHTTPRequestHandler):
             ("GET", r"/api/(?P<t>\w+)s/(?P<repo>[^/]+/[^/]+)/commits/(?P<rev>.+)", self.commits),
             ("GET", r"/api/(?P<t>\w+)s/(?P<repo>[^/]+/[^/]+)/tree/(?P<rev>[^/]+)(?:/(?P<path>.*))?", self.tree),
             ("GET", r"/api/(?P<t>\w+)s/(?P<repo>[^/]+/[^/]+)(?:/revision/(?P<rev>.+))?", self.info),
-            ("GET", r"/(?:(?P<p>datasets|spaces)/)?(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>[^/]+)/(?P<path>.+)", self.resolve),
+            ("GET", r"/(?:(?P<p>datasets|spaces)/)?(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>[^/]+)/(?P<path>.+)",
+             self.resolve),
         ]
         for verb, pattern, handler in routes:
             match = re.fullmatch(pattern, path)
@@ -276,8 +277,9 @@ class Handler(BaseHTTPRequestHandler):
         card = self.card_data(t, repo, commit)
         self.send(200, {
             "_id": hashlib.md5(repo.encode()).hexdigest()[:24], "id": repo, "author": repo.split("/")[0],
-            "sha": commit["id"], "lastModified": commit["date"], "createdAt": commit["date"], "private": data["private"],
-            "disabled": False, "gated": False, "downloads": 0, "likes": 0, "tags": [], "cardData": card,
+            "sha": commit["id"], "lastModified": commit["date"], "createdAt": commit["date"],
+            "private": data["private"], "disabled": False, "gated": False, "downloads": 0, "likes": 0, "tags": [],
+            "cardData": card,
             "siblings": [{"rfilename": f} for f in files],
             "usedStorage": sum(commit["files"][f]["size"] for f in files),
         })
@@ -317,10 +319,12 @@ class Handler(BaseHTTPRequestHandler):
         commit = self.store.commit_of(self.store.load(t, repo), rev)
         files = []
         for f in payload["files"]:
-            lfs = f["size"] >= LFS_THRESHOLD or f["path"].endswith(LFS_SUFFIXES) or b"\0" in base64.b64decode(f["sample"])
+            lfs = (f["size"] >= LFS_THRESHOLD or f["path"].endswith(LFS_SUFFIXES)
+                   or b"\0" in base64.b64decode(f["sample"]))
             remote = commit["files"].get(f["path"])
             oid = None if remote is None else (remote["sha256"] if remote["lfs"] else remote["oid"])
-            files.append({"path": f["path"], "uploadMode": "lfs" if lfs else "regular", "shouldIgnore": False, "oid": oid})
+            files.append({"path": f["path"], "uploadMode": "lfs" if lfs else "regular", "shouldIgnore": False,
+                          "oid": oid})
         self.send(200, {"files": files, "commitOid": commit["id"]})
 
     def lfs_batch(self, t, repo):
@@ -363,7 +367,8 @@ class Handler(BaseHTTPRequestHandler):
             raise HubError(404, f"LFS object {oid} not found")
         self.send(200, {})
 
-    def new_commit(self, files: dict, parent: str | None, title: str, author: str | dict, description: str = "") -> dict:
+    def new_commit(self, files: dict, parent: str | None, title: str, author: str | dict,
+                   description: str = "") -> dict:
         date = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
         digest = json.dumps([files, parent, title, description, date], sort_keys=True).encode()
         return {"id": hashlib.sha1(digest).hexdigest(), "parent": parent, "title": title, "description": description,
@@ -383,9 +388,11 @@ class Handler(BaseHTTPRequestHandler):
             for item in lines:
                 key, value = item["key"], item["value"]
                 if key == "file":
-                    content = base64.b64decode(value["content"]) if value.get("encoding") == "base64" else value["content"].encode()
+                    content = (base64.b64decode(value["content"]) if value.get("encoding") == "base64"
+                               else value["content"].encode())
                     sha256 = self.store.put_object(t, repo, content)
-                    files[value["path"]] = {"sha256": sha256, "size": len(content), "lfs": False, "oid": git_blob_oid(content)}
+                    files[value["path"]] = {"sha256": sha256, "size": len(content), "lfs": False,
+                                            "oid": git_blob_oid(content)}
                 elif key == "lfsFile":
                     if not self.store.object_path(t, repo, value["oid"]).exists():
                         raise HubError(400, f"LFS object {value['oid']} of {value['path']} was never uploaded")
@@ -396,12 +403,14 @@ class Handler(BaseHTTPRequestHandler):
                 elif key == "deletedFolder":
                     prefix = value["path"].rstrip("/") + "/"
                     files = {p: f for p, f in files.items() if not p.startswith(prefix)}
-            commit = self.new_commit(files, parent["id"], header["summary"], user["user"], header.get("description", ""))
+            commit = self.new_commit(files, parent["id"], header["summary"], user["user"],
+                                     header.get("description", ""))
             data["commits"][commit["id"]] = commit
             data["refs"][rev if rev in data["refs"] else "main"] = commit["id"]
             self.store.save(t, repo, data)
         url = f"{self.endpoint}/{PREFIX[t]}{repo}/commit/{commit['id']}"
-        self.send(200, {"success": True, "commitOid": commit["id"], "commitUrl": url, "commitMessage": header["summary"]})
+        self.send(200, {"success": True, "commitOid": commit["id"], "commitUrl": url,
+                        "commitMessage": header["summary"]})
 
     # -- read --------------------------------------------------------------------------------
     def entry(self, path: str, f: dict | None, expand: bool, commit: dict) -> dict:
@@ -409,7 +418,8 @@ class Handler(BaseHTTPRequestHandler):
             return {"type": "directory", "oid": hashlib.sha1(path.encode()).hexdigest(), "size": 0, "path": path}
         entry = {"type": "file", "oid": f["oid"], "size": f["size"], "path": path}
         if f["lfs"]:
-            entry["lfs"] = {"oid": f["sha256"], "size": f["size"], "pointerSize": len(lfs_pointer(f["sha256"], f["size"]))}
+            entry["lfs"] = {"oid": f["sha256"], "size": f["size"],
+                            "pointerSize": len(lfs_pointer(f["sha256"], f["size"]))}
         if expand:
             entry["lastCommit"] = {"id": commit["id"], "title": commit["title"], "date": commit["date"]}
             entry["securityFileStatus"] = {"status": "safe"}

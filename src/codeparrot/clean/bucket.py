@@ -36,7 +36,8 @@ def read_bucket(partition_paths: list[str], bucket: int) -> pa.Table:
 def exact_dedup(table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
     """Row index of one representative per hash (smallest repo_name, path, ...) in hash order,
     and how many copies it had."""
-    order = pc.sort_indices(table.select([k for k, _ in REPRESENTATIVE_ORDER]), REPRESENTATIVE_ORDER).to_numpy().astype(np.int64)
+    order = pc.sort_indices(table.select([k for k, _ in REPRESENTATIVE_ORDER]),
+                            REPRESENTATIVE_ORDER).to_numpy().astype(np.int64)
     hashes = table["hash"].take(order).to_numpy(zero_copy_only=False)
     first = np.flatnonzero(np.r_[True, hashes[1:] != hashes[:-1]]) if len(hashes) else np.array([], dtype=np.int64)
     return order[first], np.diff(np.r_[first, len(hashes)])
@@ -47,7 +48,8 @@ def take_in_slices(table: pa.Table, rows: np.ndarray, sizes: np.ndarray, slice_b
     each: every slice reuses the memory of the one before (touching fresh memory costs more than
     the copy itself; see take_rows). `sizes`: content bytes per row of `table`."""
     ends = np.cumsum(sizes[rows])
-    cuts = np.unique(np.searchsorted(ends, np.arange(slice_bytes, ends[-1] if len(ends) else 0, slice_bytes), side="right"))
+    cuts = np.unique(np.searchsorted(ends, np.arange(slice_bytes, ends[-1] if len(ends) else 0, slice_bytes),
+                                     side="right"))
     for start, stop in zip(np.r_[0, cuts], np.r_[cuts, len(rows)]):
         yield start, stop, take_rows(table, rows[start:stop])
 
@@ -77,7 +79,8 @@ def take_rows(table: pa.Table, rows: np.ndarray) -> pa.Table:
 
 
 def output_schema(table: pa.Table, extra: dict[str, pa.Array]) -> pa.Schema:
-    fields = {**{f.name: f for f in table.schema}, **{name: pa.field(name, values.type) for name, values in extra.items()}}
+    fields = {**{f.name: f for f in table.schema},
+              **{name: pa.field(name, values.type) for name, values in extra.items()}}
     return pa.schema([fields[name] for name in OUTPUT_COLUMNS])
 
 
@@ -133,7 +136,8 @@ def clean_bucket(
                                 ("reason", reason), ("detail", detail)):
                 removed[name].append(value)
 
-    extra = {"char_token_ratio": pa.array(ratios, pa.float64()).filter(keep), "exact_copies": pa.array(copies[keep], pa.int64())}
+    extra = {"char_token_ratio": pa.array(ratios, pa.float64()).filter(keep),
+             "exact_copies": pa.array(copies[keep], pa.int64())}
     write_rows(table, representatives[keep], extra, sizes_in, out_path)
     with atomic_output(removed_path) as tmp:
         pq.write_table(pa.table(removed, schema=REMOVED_SCHEMA), tmp)

@@ -39,7 +39,8 @@ class Decontaminator:
         for i, needle in enumerate(self.needles):
             prefixes.setdefault(needle.text[:PREFIX_BYTES], []).append(i)
         if prefixes:
-            self._automaton = ahocorasick_rs.BytesAhoCorasick(list(prefixes), implementation=ahocorasick_rs.Implementation.DFA)
+            self._automaton = ahocorasick_rs.BytesAhoCorasick(list(prefixes),
+                                                              implementation=ahocorasick_rs.Implementation.DFA)
             self._by_prefix = list(prefixes.values())
 
     def match(self, stripped: bytes) -> str | None:
@@ -64,7 +65,8 @@ def humaneval_texts() -> list[tuple[str, str]]:
 def mbpp_texts(path: str) -> list[tuple[str, str]]:
     """MBPP from a local JSON Lines file (fields task_id, text, code), as published."""
     if not Path(path).is_file():
-        raise FileNotFoundError(f"clean.decontaminate.mbpp_path: {path} does not exist; give a local mbpp.jsonl or null")
+        raise FileNotFoundError(f"clean.decontaminate.mbpp_path: {path} does not exist; "
+                                "give a local mbpp.jsonl or null")
     texts = []
     with open(path, encoding="utf-8") as f:
         for number, line in enumerate(f, 1):

@@ -105,7 +105,8 @@ FILTER_TABLE = (
     Filter("line_mean", lambda stats, s: stats["line_mean"] > s.max),
     Filter("alpha_frac", lambda stats, s: stats["alpha_frac"] < s.min),
     # No ratio when the filter ran without a tokenizer.
-    Filter("char_token_ratio", lambda stats, s: stats.get("char_token_ratio") is not None and stats["char_token_ratio"] < s.min),
+    Filter("char_token_ratio",
+           lambda stats, s: stats.get("char_token_ratio") is not None and stats["char_token_ratio"] < s.min),
     Filter("config_or_test", lambda stats, s: stats["config_or_test"], seeded=True),
     Filter("has_no_keywords", lambda stats, s: stats["has_no_keywords"], seeded=True),
     Filter("has_few_assignments", lambda stats, s: stats["has_few_assignments"]),

@@ -63,7 +63,8 @@ def clean_dataset(raw_paths: list[str], work_dir: str, dataset_dir: str, seed: i
     split_stats = [str(work / "stats" / f"split-{b:05d}.json") for b in range(n)]
     for b in range(n):
         paths = {split: str(Path(dataset_dir) / "data" / split_file_name(split, b, n)) for split in SPLITS}
-        split_bucket(filtered[b], clusters, b, paths, split_stats[b], seed, s["split"]["validation_fraction"], s["split"]["by"])
+        split_bucket(filtered[b], clusters, b, paths, split_stats[b], seed, s["split"]["validation_fraction"],
+                     s["split"]["by"])
     return dataset_card(dataset_dir, str(Path(dataset_dir) / "README.md"), str(work / "stats" / "clean"),
                         partition_stats, bucket_stats, signature_stats, clusters_stats, split_stats,
                         "CodeParrot clean Python", {"seed": seed, "clean": s})

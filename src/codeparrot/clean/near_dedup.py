@@ -95,7 +95,8 @@ def shingle_hashes(contents: list[str], ngram: int) -> tuple[np.ndarray, np.ndar
     per_file = np.maximum(counts - ngram + 1, 0)
     keep = np.zeros(n, dtype=bool)
     starts = offsets[:-1]
-    idx = np.repeat(starts, per_file) + (np.arange(per_file.sum()) - np.repeat(np.cumsum(per_file) - per_file, per_file))
+    idx = np.repeat(starts, per_file) + (np.arange(per_file.sum())
+                                         - np.repeat(np.cumsum(per_file) - per_file, per_file))
     keep[idx] = True
     return shingles[keep], np.r_[0, np.cumsum(per_file)].astype(np.uint64), counts
 
@@ -259,8 +260,9 @@ def cluster_duplicates(edge_paths: list[str], signature_paths: list[str], out_pa
             for name, value in (("cluster", keeper), ("id", i), ("bucket", bucket_of[i]), ("repo_name", names[i][0]),
                                 ("path", names[i][1]), ("keep", i == keeper), ("size", len(group))):
                 rows[name].append(value)
-    schema = pa.schema([("cluster", pa.uint64()), ("id", pa.uint64()), ("bucket", pa.int64()), ("repo_name", pa.string()),
-                        ("path", pa.string()), ("keep", pa.bool_()), ("size", pa.int64())])
+    schema = pa.schema([("cluster", pa.uint64()), ("id", pa.uint64()), ("bucket", pa.int64()),
+                        ("repo_name", pa.string()), ("path", pa.string()), ("keep", pa.bool_()),
+                        ("size", pa.int64())])
     table = pa.table(rows, schema=schema)
     table = table.take(pc.sort_indices(table, [("bucket", "ascending"), ("cluster", "ascending"), ("id", "ascending")]))
     with atomic_output(out_path) as tmp:

@@ -78,9 +78,10 @@ def partition_shard(
 
     Reading follows records.read_shard (the reader contract of every source); `size` is the
     content's UTF-8 length, whatever the shard says.
-    `stat_settings`: filters.stat_settings(...), the original's by default. The whitespace-free content that gives the hash is
-    also searched for evaluation problems here (see decontaminate.py)."""
-    decontaminator = (build_decontaminator(decontaminate["humaneval"], decontaminate["mbpp_path"], decontaminate["min_chars"])
+    `stat_settings`: filters.stat_settings(...), the original's by default. The whitespace-free
+    content that gives the hash is also searched for evaluation problems here (see decontaminate.py)."""
+    decontaminator = (build_decontaminator(decontaminate["humaneval"], decontaminate["mbpp_path"],
+                                           decontaminate["min_chars"])
                       if decontaminate and decontaminate["enabled"] else None)
     shard = shard_name(raw_path)
     rows: dict[int, dict[str, list]] = {}

@@ -38,7 +38,8 @@ def write_dataset_card(dataset_dir: str, card_path: str, per_stage: dict[str, di
     files = {s: sorted(p.name for p in data_dir.glob(f"{s}-*.parquet")) for s in SPLITS}
     schema = pq.read_schema(data_dir / files["train"][0])
     licenses = sorted({name for s in SPLITS for f in files[s]
-                       for name in read_parquet(data_dir / f, columns=["license"])["license"].drop_null().unique().to_pylist()})
+                       for name in read_parquet(data_dir / f, columns=["license"])["license"]
+                                   .drop_null().unique().to_pylist()})
     metadata = {
         "license": "other",
         "language": ["code"],
@@ -48,7 +49,8 @@ def write_dataset_card(dataset_dir: str, card_path: str, per_stage: dict[str, di
                      "data_files": [{"split": s, "path": f"data/{s}-*.parquet"} for s in SPLITS]}],
         "dataset_info": {
             "features": features(schema),
-            "splits": [{"name": s, "num_examples": final["splits"][s]["records"], "num_bytes": final["splits"][s]["bytes"]}
+            "splits": [{"name": s, "num_examples": final["splits"][s]["records"],
+                        "num_bytes": final["splits"][s]["bytes"]}
                        for s in SPLITS],
         },
     }

@@ -167,7 +167,8 @@ def iter_gzip_lines(path: str | Path, max_line_bytes: int = 8 << 20, max_shard_b
 
 
 def _json_type(value) -> str:
-    return {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}.get(type(value), "number")
+    return {dict: "object", list: "array", str: "string", bool: "boolean",
+            type(None): "null"}.get(type(value), "number")
 
 
 def _as_int(value) -> int | None:
@@ -211,11 +212,13 @@ def check_record(record, normalised: dict) -> dict | tuple[str, str]:
             return "wrong_type", f"license is a JSON {_json_type(license)}, not a string or null"
         license = str(license)
         normalised["license_from_number"] = normalised.get("license_from_number", 0) + 1
-    return {"repo_name": record["repo_name"], "path": record["path"], "copies": copies, "content": content, "license": license}
+    return {"repo_name": record["repo_name"], "path": record["path"], "copies": copies, "content": content,
+            "license": license}
 
 
 def parse_line(raw: bytes, number: int, normalised: dict) -> dict | BadLine:
-    """One NDJSON line (at most max_line_bytes, see iter_gzip_lines) -> checked record, or the reason it cannot be one."""
+    """One NDJSON line (at most max_line_bytes, see iter_gzip_lines) -> checked record, or the reason
+    it cannot be one."""
     try:
         record = orjson.loads(raw)  # validates UTF-8 and rejects lone surrogates
     except orjson.JSONDecodeError as e:

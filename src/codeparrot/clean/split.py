@@ -58,14 +58,16 @@ def split_bucket(
     """Drop near duplicates of one bucket and write its train and validation files."""
     table = read_parquet(filtered_path)
     drops, sizes = near_duplicate_drops(clusters_path, bucket)
-    table = table.append_column("near_duplicates", pa.array([sizes.get(i, 1) for i in range(table.num_rows)], pa.int64()))
+    table = table.append_column("near_duplicates",
+                                pa.array([sizes.get(i, 1) for i in range(table.num_rows)], pa.int64()))
     keep = np.ones(table.num_rows, dtype=bool)
     keep[list(drops)] = False
     kept = table.filter(pa.array(keep))
     keys = kept["repo_name" if split_by == "repository" else "hash"].to_pylist()
     validation = assign_split(keys, seed, validation_fraction)
     stats = {"bucket": bucket, "records_in": table.num_rows, "near_duplicates_removed": len(drops),
-             "near_duplicates_bytes_removed": pc.sum(pc.binary_length(table["content"]).filter(pa.array(~keep))).as_py() or 0,
+             "near_duplicates_bytes_removed":
+                 pc.sum(pc.binary_length(table["content"]).filter(pa.array(~keep))).as_py() or 0,
              "kept_by_license": counter_dict(Counter(name or "(unknown)" for name in kept["license"].to_pylist())),
              "kept_by_extension": counter_dict(Counter(Path(p).suffix or "(none)" for p in kept["path"].to_pylist())),
              "splits": {}}

@@ -75,7 +75,8 @@ def aggregate_clean_stats(
     read = sum_stats([{k: v for k, v in s.items() if k != "shard"} for s in read_stats(partition_stats)])
     buckets = sum_stats([{k: v for k, v in s.items() if k != "bucket"} for s in read_stats(bucket_stats)])
     near = read_stats([near_dedup_stats])[0] if near_dedup_stats else {"clusters": 0, "removed": 0}
-    signed = sum_stats([{k: v for k, v in s.items() if k in ("files", "signed", "skipped_short")} for s in read_stats(signature_stats)])
+    signed = sum_stats([{k: v for k, v in s.items() if k in ("files", "signed", "skipped_short")}
+                        for s in read_stats(signature_stats)])
     near = {**near, **signed}
     final = sum_stats([{k: v for k, v in s.items() if k != "bucket"} for s in read_stats(split_stats)])
     removed = dict(buckets["removed_by_reason"])
