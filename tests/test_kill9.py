@@ -106,5 +106,7 @@ def test_kill9_of_the_train_job_then_rerun_matches(train_fixture, tmp_path, monk
         subprocess.run(command, check=True, capture_output=True, timeout=300)
         got = load_file(run / "model" / "model.safetensors")
         assert all(torch.allclose(got[k], want[k], atol=1e-6, rtol=0) for k in want), f"loop {loop}"
-        steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+        records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        assert sum("resumed_at_tokens" in r for r in records) <= 1  # the rerun marks its resumption, if any
+        steps = [r["step"] for r in records if "resumed_at_tokens" not in r]
         assert steps == [json.loads(line)["step"] for line in (reference / "metrics.jsonl").read_text().splitlines()]
