@@ -85,7 +85,8 @@ def test_nested_override_strings_are_coerced_to_the_declared_type():
     """`--config` values arrive as strings (YAML's base loader); the schema's type decides."""
     from snakemake.cli import parse_config
 
-    override = parse_config(['train={"max_steps": 5, "learning_rate": 1e-4, "hub": {"repo_id": null}}',
+    override = parse_config(['train={"max_steps": 5, "learning_rate": 1e-4, "global_batch_size": 256, '
+                             '"max_minutes": null, "hub": {"repo_id": null}}',
                              "clean={'near_dedup': {'enabled': 'false'}}"])
     assert override["train"]["max_steps"] == "5"  # what Snakemake hands over
     config = load(ROOT / "config/config.yaml")
@@ -93,6 +94,8 @@ def test_nested_override_strings_are_coerced_to_the_declared_type():
     validate_config(config, SCHEMA)
     assert (config["train"]["max_steps"], config["train"]["learning_rate"]) == (5, 1e-4)
     assert config["train"]["hub"]["repo_id"] is None and config["clean"]["near_dedup"]["enabled"] is False
+    # [integer, null] keys: a number and a null alike
+    assert (config["train"]["global_batch_size"], config["train"]["max_minutes"]) == (256, None)
     config["train"]["max_steps"] = "five"
     with pytest.raises(ConfigError, match="`train.max_steps`: 'five' is not of type 'integer'"):
         validate_config(config, SCHEMA)

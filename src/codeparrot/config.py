@@ -49,17 +49,16 @@ def _copy(value):
 def _coerce(text: str, types: list[str]):
     """`text` as the first of the declared `types` it spells, else the text itself."""
     word = text.strip().lower()
-    for kind in ("null", "boolean", "integer", "number"):
-        if kind not in types:
-            continue
-        if kind == "null" and word in ("null", "none", "~"):
-            return None
-        if kind == "boolean" and word in ("true", "false"):
-            return word == "true"
-        try:
-            return int(word) if kind == "integer" else float(word) if kind == "number" else text
-        except ValueError:
-            continue
+    if "null" in types and word in ("null", "none", "~"):
+        return None
+    if "boolean" in types and word in ("true", "false"):
+        return word == "true"
+    for kind, parse in (("integer", int), ("number", float)):
+        if kind in types:
+            try:
+                return parse(word)
+            except ValueError:
+                pass
     return text
 
 
