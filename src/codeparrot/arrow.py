@@ -30,8 +30,8 @@ def skip_pandas_probe() -> None:
 
 
 def read_parquet(path, columns: list[str] | None = None):
-    """`pq.read_table` without pyarrow.dataset, whose import costs a job 0.05 CPU-s (measured
-    here; 0.2 in a process that has not called skip_pandas_probe, as it brings pandas along)."""
+    """`pq.read_table` without pyarrow.dataset, whose import costs every job CPU time (more in a
+    process that has not called skip_pandas_probe, as it brings pandas along; docs/cleaning.md)."""
     import pyarrow.parquet as pq
 
     return pq.ParquetFile(path).read(columns=columns)

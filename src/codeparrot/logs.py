@@ -24,6 +24,16 @@ class _Tee:
         return False
 
 
+LOG_FORMAT = "%(asctime)s %(name)s: %(message)s"
+
+
+def process_logging() -> None:
+    """Logging of a process `accelerate launch` starts: the project's messages, the libraries' at
+    warning level only (accelerate logs every save)."""
+    logging.basicConfig(level=logging.WARNING, format=LOG_FORMAT)
+    logging.getLogger("codeparrot").setLevel(logging.INFO)
+
+
 class UserError(RuntimeError):
     """An error whose message says what to do: a rule shows it as one line, without a traceback."""
 
@@ -38,7 +48,7 @@ def redirect_to_log(path: str):
         out, err = sys.stdout, sys.stderr
         sys.stdout, sys.stderr = _Tee(out, log), _Tee(err, log)
         logging.basicConfig(
-            level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr, force=True
+            level=logging.INFO, format=LOG_FORMAT, stream=sys.stderr, force=True
         )
         try:
             yield

@@ -88,7 +88,7 @@ def read_jsonl(path: str | Path) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-def read_manifest(path: str | Path) -> dict:
+def read_json(path: str | Path):
     with open(path) as f:
         return json.load(f)
 

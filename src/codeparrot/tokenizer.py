@@ -285,6 +285,7 @@ def tokenizer_report(tokenizer_dir: str | Path, validation_files: Sequence[str |
         **merges_and_longest(tokenizer),
     }
     atomic_write_text(out_json, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
-    atomic_write_text(out_md, report_markdown(report))
-    log.info("%s", report_markdown(report))
+    markdown = report_markdown(report)
+    atomic_write_text(out_md, markdown)
+    log.info("%s", markdown)
     return report

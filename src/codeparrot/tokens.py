@@ -6,7 +6,6 @@ of every document. `results/tokens/meta.json` says the dtype, vocab size, eos id
 shards and tokens each split has. Memory-mapped reads cost no RAM however big the corpus.
 """
 
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from codeparrot.atomic import atomic_output, commit, temp_path
-from codeparrot.raw import write_json
+from codeparrot.raw import read_json, write_json
 
 META_FILE = "meta.json"
 
@@ -96,8 +95,7 @@ def read_meta(tokens_dir: str | Path) -> dict:
     path = Path(tokens_dir) / META_FILE
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: run the pretokenize stage first (snakemake {path}).")
-    with open(path) as f:
-        return json.load(f)
+    return read_json(path)
 
 
 def write_meta(tokens_dir: str | Path, meta: dict) -> None:

@@ -24,10 +24,12 @@ from tqdm.auto import tqdm
 
 from codeparrot.arrow import read_parquet
 from codeparrot.clean.seeded import seeded_uniform
-from codeparrot.eval.humaneval import read_problems
+from codeparrot.config import schema_defaults
+from codeparrot.eval.humaneval import STOP_STRINGS, read_problems
 from codeparrot.raw import write_json
 
 log = logging.getLogger(__name__)
+_COMPLETION = schema_defaults("eval")["completion"]
 
 
 def sample_lines(contents: dict[str, str], n_lines: int, seed: int, min_line_chars: int) -> list[dict]:
@@ -95,8 +97,6 @@ def score_model(model_dir: str, lines: list[dict], problems: list[dict],
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from codeparrot.eval.humaneval import STOP_STRINGS
-
     torch.set_num_threads(settings["threads"])
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
@@ -106,26 +106,29 @@ def score_model(model_dir: str, lines: list[dict], problems: list[dict],
                  settings["batch_size"], (), f"lines {Path(model_dir).name}")
     predictions = [next_line(text) for text in raw]
     prompts = [p["prompt"].rstrip() for p in problems]
+    targets = [s["target"].strip() for s in lines]
     completions = greedy(model, tokenizer, prompts, settings["humaneval_max_new_tokens"],
                          settings["batch_size"], STOP_STRINGS, f"humaneval {Path(model_dir).name}")
     n = max(len(lines), 1)
     scores = {
         "model": str(model_dir),
         "lines": len(lines),
-        "exact_match": sum(p == s["target"].strip() for p, s in zip(predictions, lines)) / n,
-        "edit_similarity": sum(edit_similarity(p, s["target"].strip()) for p, s in zip(predictions, lines)) / n,
+        "exact_match": sum(p == t for p, t in zip(predictions, targets)) / n,
+        "edit_similarity": sum(edit_similarity(p, t) for p, t in zip(predictions, targets)) / n,
         "humaneval_problems": len(problems),
-        "humaneval_body_rate": sum(has_body(p["prompt"].rstrip() + c, p["entry_point"])
-                                   for p, c in zip(problems, completions)) / max(len(problems), 1),
+        "humaneval_body_rate": sum(has_body(prompt + c, p["entry_point"])
+                                   for prompt, p, c in zip(prompts, problems, completions)) / max(len(problems), 1),
         "seconds": round(time.perf_counter() - start, 1),
     }
     return scores, predictions, completions
 
 
-def completion_eval(models: dict[str, str], validation_files: list[str], output: str, seed: int, n_lines: int = 200,
-                    min_line_chars: int = 4, line_max_new_tokens: int = 32, humaneval_problems: int | None = None,
-                    humaneval_max_new_tokens: int = 64, batch_size: int = 16, threads: int = 1,
-                    examples: int = 8) -> dict:
+def completion_eval(models: dict[str, str], validation_files: list[str], output: str, seed: int,
+                    n_lines: int = _COMPLETION["n_lines"], min_line_chars: int = _COMPLETION["min_line_chars"],
+                    line_max_new_tokens: int = _COMPLETION["line_max_new_tokens"],
+                    humaneval_problems: int | None = _COMPLETION["humaneval_problems"],
+                    humaneval_max_new_tokens: int = _COMPLETION["humaneval_max_new_tokens"],
+                    batch_size: int = _COMPLETION["batch_size"], threads: int = 1, examples: int = 8) -> dict:
     """Score every model in `models` ({name: from_pretrained folder}) on the same prompts; write JSON."""
     tables = [read_parquet(f, columns=["hash", "content"]) for f in validation_files]
     contents = {h: c for t in tables for h, c in zip(t["hash"].to_pylist(), t["content"].to_pylist())}

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from codeparrot.eval.humaneval import STOP_STRINGS, read_problems, truncate_at_stop
+from codeparrot.logs import process_logging
 
 log = logging.getLogger(__name__)
 
@@ -81,10 +82,11 @@ def complete(model, tokenizer, prompts: list[str], temperature: float, top_p: fl
     # Temperature 0 is greedy decoding.
     sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p} if temperature > 0 else {
         "do_sample": False}
+    # StopOnStrings decodes the whole batch at every step: only worth it when there is a string to find.
+    stopping = [StopOnStrings(tokenizer, width, stop_strings)] if stop_strings else []
     output = model.generate(
         input_ids, attention_mask=attention_mask, max_new_tokens=max_new_tokens, pad_token_id=pad,
-        eos_token_id=pad, stopping_criteria=StoppingCriteriaList([StopOnStrings(tokenizer, width, stop_strings)]),
-        **sampling,
+        eos_token_id=pad, stopping_criteria=StoppingCriteriaList(stopping), **sampling,
     )
     generated = output[:, width:]
     tokens = int((generated != pad).sum())
@@ -129,9 +131,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, required=True)
     parser.add_argument("--max-problems", type=int, default=None, help="first N problems only")
     args = parser.parse_args(argv)
-    # A process of its own (accelerate launch): the project's messages; the libraries' at warning level only.
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
-    logging.getLogger("codeparrot").setLevel(logging.INFO)
+    process_logging()
 
     accelerator = Accelerator()
     tokenizer = AutoTokenizer.from_pretrained(args.model)

@@ -10,13 +10,11 @@ each; `render` holds what they share.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from codeparrot.atomic import atomic_write_text
-from codeparrot.raw import read_jsonl
+from codeparrot.raw import read_json, read_jsonl
 from codeparrot.report.data import dataset_page, funnel, funnel_rows, plot_filter_histograms, plot_funnel
 from codeparrot.report.evaluation import completion_page, pass_at_k_page, plot_completion, plot_failures, plot_pass_rate
-from codeparrot.report.render import as_list, read_json
+from codeparrot.report.render import as_list
 from codeparrot.report.tokenizer import plot_chars_per_token, tokenizer_page
 from codeparrot.report.training import plot_losses, plot_optimizer, plot_throughput, training_page
 
@@ -42,7 +40,6 @@ def report_pages(inputs: dict, out: dict[str, str], filters: dict, source: dict)
         "completion": completion_page(completion),
     }
     for name, text in pages.items():
-        Path(out[name]).parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out[name], text)
     plot_funnel(funnel_rows(read, funnel(read, buckets, split)), out["funnel"])
     plot_filter_histograms(buckets.get("histograms", {}), filters, source, out["filters"])

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from codeparrot.arrow import read_parquet
 from codeparrot.clean.doc_id import decode_doc_ids
 from codeparrot.clean.filters import FILTERS
 from codeparrot.clean.stats import HISTOGRAM_EDGES, sum_stats
@@ -159,10 +160,8 @@ def near_duplicate_pair(clusters_path: str | None, filtered: list[str]) -> str:
     """The largest near-duplicate cluster and a diff of its kept file against one removed member."""
     if not clusters_path:
         return "<h3>Near duplicates</h3><p>Near deduplication is off.</p>"
-    import pyarrow.parquet as pq
-
     columns = ["cluster", "id", "bucket", "repo_name", "path", "keep", "size"]
-    clusters = pq.read_table(clusters_path, columns=columns).to_pylist()
+    clusters = read_parquet(clusters_path, columns=columns).to_pylist()
     if not clusters:
         return "<h3>Near duplicates</h3><p>No near-duplicate cluster.</p>"
     largest = min(clusters, key=lambda r: (-r["size"], r["cluster"]))["cluster"]

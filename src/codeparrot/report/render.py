@@ -4,7 +4,6 @@ matplotlib set up for byte-identical SVGs."""
 from __future__ import annotations
 
 import html
-import json
 import math
 from pathlib import Path
 
@@ -15,11 +14,6 @@ STYLE = ("<style>body{font-family:sans-serif;margin:1em} table{border-collapse:c
          "caption{text-align:left;font-weight:bold;padding:4px 0} "
          "pre{background:#f6f6f6;padding:6px;margin:2px 0;white-space:pre-wrap;"
          "font-size:12px} .add{background:#dfd} .del{background:#fdd} .tok{border-right:1px solid #fff}</style>")
-
-
-def read_json(path: str | Path) -> dict:
-    with open(path) as f:
-        return json.load(f)
 
 
 def as_list(paths: str | list[str]) -> list[str]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
+from codeparrot.arrow import read_parquet
 from codeparrot.report.render import page, pyplot, read_rows, save_svg, table
 
 
@@ -24,11 +25,9 @@ def token_view(tokenizer_path: str, text: str) -> str:
 def short_file(validation: list[str], min_chars: int = 300, max_chars: int = 1500) -> str | None:
     """The validation file of size closest to the middle of [min_chars, max_chars] (ties by hash):
     reads the `size` and `hash` columns and one row group."""
-    import pyarrow.parquet as pq
-
     best = None
     for path in sorted(validation):
-        table = pq.read_table(path, columns=["size", "hash"])
+        table = read_parquet(path, columns=["size", "hash"])
         for row, (size, key) in enumerate(zip(table["size"].to_pylist(), table["hash"].to_pylist())):
             if min_chars <= size <= max_chars:
                 candidate = (abs(size - (min_chars + max_chars) / 2), key, path, row)

@@ -2,8 +2,8 @@
 launch starts one per GPU, or one CPU process)."""
 
 import argparse
-import logging
 
+from codeparrot.logs import process_logging
 from codeparrot.train.loop import train
 from codeparrot.train.settings import SETTINGS_FILE, read_settings
 
@@ -12,9 +12,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--settings", required=True, help=f"JSON file of TrainSettings ({SETTINGS_FILE})")
     args = parser.parse_args(argv)
-    # The project's messages; the libraries' at warning level only (accelerate logs every save).
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
-    logging.getLogger("codeparrot").setLevel(logging.INFO)
+    process_logging()
     train(read_settings(args.settings))
 
 
