@@ -81,11 +81,6 @@ def atomic_write_text(path: str | Path, text: str) -> None:
         tmp.write_text(text)
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    with atomic_output(path) as tmp:
-        tmp.write_bytes(data)
-
-
 def save_pretrained(folder: str | Path, *objects) -> None:
     """`save_pretrained` of each object (model, tokenizer) into `folder`, which appears complete or not at all."""
     with atomic_output(folder) as tmp:

@@ -15,6 +15,8 @@ import threading
 import time
 from pathlib import Path
 
+from codeparrot.atomic import commit
+from codeparrot.logs import UserError
 from codeparrot.raw import write_json
 
 log = logging.getLogger(__name__)
@@ -23,7 +25,7 @@ PUSH_ATTEMPTS = 3  # each HTTP request is already retried 5 times by huggingface
 PUSH_BACKOFF_SECONDS = 10.0
 
 
-class HubPushError(RuntimeError):
+class HubPushError(UserError):
     """A push that cannot succeed as configured; the message says what to change."""
 
 
@@ -209,7 +211,6 @@ def pull_checkpoint(repo_id: str, branch: str, checkpoint_dir: str | Path, revis
     if not (pulled / STATE_FILE).is_file():
         raise HubPushError(f"{repo_id}@{revision or branch} has no complete checkpoint in {CHECKPOINT_FOLDER}/")
     target = Path(checkpoint_dir) / checkpoint_name(json.loads((pulled / STATE_FILE).read_text())["step"])
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(pulled, target)
+    commit(pulled, target)
     shutil.rmtree(local)
     return target

@@ -54,7 +54,6 @@ def redirect_to_log(path: str):
             yield
         except UserError as error:
             log.write(f"ERROR: {error}\n")
-            sys.stdout, sys.stderr = out, err
             raise SystemExit(f"ERROR: {error}") from None
         except BaseException:
             # Keep the reason in the rule's log file, not only in Snakemake's terminal output.

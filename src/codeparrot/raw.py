@@ -78,7 +78,6 @@ def write_manifest(path: str | Path, shards: list[dict], source: str, skipped: C
 
 def write_json(path: str | Path, obj, sort_keys: bool = False) -> None:
     """`obj` as indented JSON, written atomically (its folder created)."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=sort_keys) + "\n")
 
 

@@ -3,6 +3,10 @@
 # Snakemake deletes declared outputs before a rerun, and the checkpoints are what a rerun
 # after a crash or a kill resumes from.
 
+import dataclasses
+
+from codeparrot.train.settings import TrainSettings
+
 TRAIN = config["train"]
 
 # Where the tokens come from: the pretokenized shards (their meta.json is written last) or the
@@ -12,46 +16,7 @@ TRAIN_DATA = {"tokens": "results/tokens/meta.json", "dataset": f"{DATASET}/READM
 
 # codeparrot.train.settings.TrainSettings of this run: every value the loop uses, passed as params.
 TRAIN_SETTINGS = {
-    **{
-        key: TRAIN[key]
-        for key in [
-            "data",
-            "seq_length",
-            "batch_size",
-            "gradient_accumulation_steps",
-            "global_batch_size",
-            "max_steps",
-            "max_minutes",
-            "learning_rate",
-            "lr_scheduler",
-            "warmup_steps",
-            "weight_decay",
-            "adam_beta1",
-            "adam_beta2",
-            "max_grad_norm",
-            "mixed_precision",
-            "tf32",
-            "gradient_checkpointing",
-            "fsdp",
-            "compile",
-            "fused_adamw",
-            "chunked_loss",
-            "loss_chunk_tokens",
-            "auto_micro_batch",
-            "attn_implementation",
-            "prefetch_batches",
-            "pin_memory",
-            "save_every",
-            "keep_last",
-            "eval_every",
-            "eval_sequences",
-            "log_every",
-            "num_of_sequences",
-            "chars_per_token",
-            "peak_tflops",
-            "run_name",
-        ]
-    },
+    **{field.name: TRAIN[field.name] for field in dataclasses.fields(TrainSettings) if field.name in TRAIN},
     "seed": config["seed"],
     "wandb_project": TRAIN["wandb"]["project"],
     "wandb_entity": TRAIN["wandb"]["entity"],

@@ -3,10 +3,7 @@
 
 import os
 
-import torch
-
 from codeparrot.train.settings import TrainSettings, write_settings
-from codeparrot.train.speed import resolve_auto
 
 
 def launch_training(settings: dict, num_processes: int = 1, num_machines: int = 1, log_path: str | None = None,
@@ -16,7 +13,10 @@ def launch_training(settings: dict, num_processes: int = 1, num_machines: int = 
 
     `threads` (the job's CPU cores, e.g. Snakemake's) are shared out as OpenMP threads per process.
     """
+    import torch
+
     from codeparrot.launch import run_accelerate
+    from codeparrot.train.speed import resolve_auto
 
     settings = TrainSettings(**settings)  # fails here, naming the key, on an unknown setting
     if threads:

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from codeparrot.config import schema_defaults
+from codeparrot.raw import write_json
 
 SETTINGS_FILE = "train_settings.json"  # in the checkpoint folder: what `python -m codeparrot.train` reads
 
@@ -73,8 +74,7 @@ class TrainSettings:
 def write_settings(settings: TrainSettings) -> Path:
     """Write the run's settings next to its checkpoints, for the training processes to read."""
     path = Path(settings.checkpoint_dir) / SETTINGS_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(dataclasses.asdict(settings), indent=2, sort_keys=True) + "\n")
+    write_json(path, dataclasses.asdict(settings), sort_keys=True)
     return path
 
 

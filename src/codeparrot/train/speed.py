@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from codeparrot.raw import atomic_write_text
+from codeparrot.raw import write_json
 from codeparrot.train.settings import TrainSettings, sequences_per_process_step, with_accumulation
 
 logger = logging.getLogger(__name__)
@@ -234,8 +234,7 @@ def cached_micro_batch(checkpoint_dir: str | Path, key: str, sequences_per_step:
             torch.distributed.all_reduce(value, op=torch.distributed.ReduceOp.MIN)
             found = int(value.item())
         if state.is_main_process:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(path, json.dumps({**cache, key: found}, indent=2, sort_keys=True) + "\n")
+            write_json(path, {**cache, key: found}, sort_keys=True)
         logger.info("micro-batch probe: %d sequences per micro-step (kept in %s)", found, path)
     state.wait_for_everyone()
     return found
