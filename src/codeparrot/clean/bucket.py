@@ -120,6 +120,7 @@ def clean_bucket(
             ratios += char_token_ratios(part["content"].to_pylist(), counter, settings.char_token_ratio.batch_size)
 
     keep = np.ones(len(rows), dtype=bool)
+    row_reasons = ["kept"] * len(rows)
     removed = {name: [] for name in REMOVED_SCHEMA.names}
     reasons = Counter()
     for i, (row, ratio) in enumerate(zip(rows, ratios)):
@@ -131,6 +132,7 @@ def clean_bucket(
             reason, detail = "license", str(row["license"])
         if reason:
             keep[i] = False
+            row_reasons[i] = reason
             reasons[reason] += 1
             for name, value in (("repo_name", row["repo_name"]), ("path", row["path"]), ("hash", row["hash"]),
                                 ("reason", reason), ("detail", detail)):
@@ -144,26 +146,24 @@ def clean_bucket(
 
     sizes = Counter(int(c) for c in copies if c > 1)
     rep_sizes = sizes_in[representatives]
-    row_reasons = np.array(["kept"] * len(rows), dtype=object)
-    row_reasons[~keep] = removed["reason"]
     stats = {
         "bucket": bucket,
         "records_in": table.num_rows,
         "bytes_in": int(sizes_in.sum()),
         "exact_dedup": {
             "removed": table.num_rows - len(rows),
-            "bytes_removed": int(sizes_in.sum() - sizes_in[representatives].sum()),
+            "bytes_removed": int(sizes_in.sum() - rep_sizes.sum()),
             "clusters": int(sum(sizes.values())),
             "cluster_sizes": {str(k): v for k, v in sorted(sizes.items())},
         },
         "removed_by_reason": counter_dict(reasons),
         "decontaminated_by_source": counter_dict(Counter(
             d.split(":")[0] for d, r in zip(removed["detail"], removed["reason"]) if r == "decontaminated")),
-        "bytes_removed_by_reason": {r: int(rep_sizes[row_reasons == r].sum()) for r in sorted(reasons)},
+        "bytes_removed_by_reason": {r: int(rep_sizes[np.array(row_reasons) == r].sum()) for r in sorted(reasons)},
         "records_out": int(keep.sum()),
-        "bytes_out": int(sizes_in[representatives[keep]].sum()),
-        "histograms": filter_histograms(rows, rep_sizes, row_reasons.tolist()),
-        "examples": removal_examples(table, representatives, rows, row_reasons.tolist(), settings),
+        "bytes_out": int(rep_sizes[keep].sum()),
+        "histograms": filter_histograms(rows, rep_sizes, row_reasons),
+        "examples": removal_examples(table, representatives, rows, row_reasons, settings),
     }
     write_stats(stats_path, stats)
     return stats

@@ -248,18 +248,18 @@ def cluster_duplicates(edge_paths: list[str], signature_paths: list[str], out_pa
         table = table.filter(pc.is_in(table["id"], pa.array(members, pa.uint64())))
         for i, repo, p in zip(table["id"].to_pylist(), table["repo_name"].to_pylist(), table["path"].to_pylist()):
             names[i] = (repo, p)
-    bucket_of = dict(zip(members.tolist(), decode_doc_ids(members)[0].tolist()))
     groups: dict[int, list[int]] = {}
     for x in members.tolist():
         groups.setdefault(root[x], []).append(x)
-    rows = {"cluster": [], "id": [], "bucket": [], "repo_name": [], "path": [], "keep": [], "size": []}
+    rows = {"cluster": [], "id": [], "repo_name": [], "path": [], "keep": [], "size": []}
     for group in groups.values():
         ordered = sorted(group, key=lambda i: (names[i], i))
         keeper = ordered[0]
         for i in ordered:
-            for name, value in (("cluster", keeper), ("id", i), ("bucket", bucket_of[i]), ("repo_name", names[i][0]),
-                                ("path", names[i][1]), ("keep", i == keeper), ("size", len(group))):
+            for name, value in (("cluster", keeper), ("id", i), ("repo_name", names[i][0]), ("path", names[i][1]),
+                                ("keep", i == keeper), ("size", len(group))):
                 rows[name].append(value)
+    rows["bucket"] = decode_doc_ids(np.array(rows["id"], dtype=np.uint64))[0]
     schema = pa.schema([("cluster", pa.uint64()), ("id", pa.uint64()), ("bucket", pa.int64()),
                         ("repo_name", pa.string()), ("path", pa.string()), ("keep", pa.bool_()),
                         ("size", pa.int64())])

@@ -35,7 +35,6 @@ UNICODE_WHITESPACE_RE = re.compile(b"|".join(map(re.escape, UNICODE_WHITESPACE))
 EVIDENCE_BYTES = 64 << 10
 # `size` is recomputed from the content, so it may be absent or of any type.
 REQUIRED_COLUMNS = tuple(c for c in RAW_COLUMNS if c != "size")
-ON_CORRUPT_SHARD = ("fail", "quarantine")
 
 
 @dataclass

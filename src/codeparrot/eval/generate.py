@@ -71,8 +71,9 @@ def complete(model, tokenizer, prompts: list[str], temperature: float, top_p: fl
 
     context = model.config.n_positions
     if max_new_tokens >= context:
-        raise ValueError(f"eval.humaneval.max_new_tokens={max_new_tokens} leaves no room for the prompt "
-                         f"in the model's context of {context} tokens: lower it.")
+        raise ValueError(f"max_new_tokens={max_new_tokens} leaves no room for the prompt in the model's context "
+                         f"of {context} tokens: lower eval.humaneval.max_new_tokens or eval.completion's "
+                         "line_max_new_tokens / humaneval_max_new_tokens, whichever this rule uses.")
     rows = [prompt_ids(tokenizer, prompt, context - max_new_tokens) for prompt in prompts]
     width = max(map(len, rows))
     pad = tokenizer.eos_token_id

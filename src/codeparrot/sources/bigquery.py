@@ -107,52 +107,47 @@ def bigquery_export(
         raise ValueError("source.gcs.bucket is not set: name a bucket you own to receive the export.")
     if destination_table.count(".") != 1:
         raise ValueError(f"source.bigquery.destination_table must be dataset.table, got {destination_table!r}")
-    resource = f"BigQuery project {project or '(of the credentials)'}"
-    with cloud_errors(resource, "source.bigquery.project and source.gcs.bucket"):
-        return _export(marker_path, bucket, prefix, destination_table, project, location, maximum_bytes_billed,
-                       extension, min_size, max_size)
 
-
-def _export(marker_path, bucket, prefix, destination_table, project, location, maximum_bytes_billed,
-            extension, min_size, max_size) -> dict:
     from google.cloud import bigquery
 
-    client = bigquery_client(project, location)
-    table_id = f"{client.project}.{destination_table}"
-    parameters = query_parameters(extension, min_size, max_size)
-    scanned = dry_run(client, CODEPARROT_SQL, parameters, maximum_bytes_billed)
+    resource = f"BigQuery project {project or '(of the credentials)'}"
+    with cloud_errors(resource, "source.bigquery.project and source.gcs.bucket"):
+        client = bigquery_client(project, location)
+        table_id = f"{client.project}.{destination_table}"
+        parameters = query_parameters(extension, min_size, max_size)
+        scanned = dry_run(client, CODEPARROT_SQL, parameters, maximum_bytes_billed)
 
-    dataset = bigquery.Dataset(table_id.rsplit(".", 1)[0])
-    dataset.location = location
-    client.create_dataset(dataset, exists_ok=True)
-    query_job = client.query(CODEPARROT_SQL, job_config=bigquery.QueryJobConfig(
-        destination=table_id, write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE,
-        maximum_bytes_billed=maximum_bytes_billed, query_parameters=parameters,
-    ))
-    log.info("query job %s -> %s", query_job.job_id, table_id)
-    query_job.result()
-    rows = client.get_table(table_id).num_rows
+        dataset = bigquery.Dataset(table_id.rsplit(".", 1)[0])
+        dataset.location = location
+        client.create_dataset(dataset, exists_ok=True)
+        query_job = client.query(CODEPARROT_SQL, job_config=bigquery.QueryJobConfig(
+            destination=table_id, write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE,
+            maximum_bytes_billed=maximum_bytes_billed, query_parameters=parameters,
+        ))
+        log.info("query job %s -> %s", query_job.job_id, table_id)
+        query_job.result()
+        rows = client.get_table(table_id).num_rows
 
-    remove_old_shards(bucket, prefix, project)
-    uri = f"gs://{bucket}/{prefix.strip('/')}/file-*.json.gz"
-    extract_job = client.extract_table(table_id, uri, location=location, job_config=bigquery.ExtractJobConfig(
-        destination_format=bigquery.DestinationFormat.NEWLINE_DELIMITED_JSON,
-        compression=bigquery.Compression.GZIP,
-    ))
-    log.info("extract job %s -> %s", extract_job.job_id, uri)
-    extract_job.result()
+        remove_old_shards(bucket, prefix, project)
+        uri = f"gs://{bucket}/{prefix.strip('/')}/file-*.json.gz"
+        extract_job = client.extract_table(table_id, uri, location=location, job_config=bigquery.ExtractJobConfig(
+            destination_format=bigquery.DestinationFormat.NEWLINE_DELIMITED_JSON,
+            compression=bigquery.Compression.GZIP,
+        ))
+        log.info("extract job %s -> %s", extract_job.job_id, uri)
+        extract_job.result()
 
-    marker = {
-        "table": table_id,
-        "rows": rows,
-        "uri": uri,
-        "query_job_id": query_job.job_id,
-        "extract_job_id": extract_job.job_id,
-        "bytes_scanned_dry_run": scanned,
-        "bytes_processed": query_job.total_bytes_processed,
-        "bytes_billed": query_job.total_bytes_billed,
-        "destination_uri_file_counts": extract_job.destination_uri_file_counts,
-    }
-    write_json(marker_path, marker)
-    log.info("exported %s rows to %s", f"{rows:,}", uri)
-    return marker
+        marker = {
+            "table": table_id,
+            "rows": rows,
+            "uri": uri,
+            "query_job_id": query_job.job_id,
+            "extract_job_id": extract_job.job_id,
+            "bytes_scanned_dry_run": scanned,
+            "bytes_processed": query_job.total_bytes_processed,
+            "bytes_billed": query_job.total_bytes_billed,
+            "destination_uri_file_counts": extract_job.destination_uri_file_counts,
+        }
+        write_json(marker_path, marker)
+        log.info("exported %s rows to %s", f"{rows:,}", uri)
+        return marker
